@@ -1,0 +1,10 @@
+/** Real sockets on loopback: tests are I/O bound, two workers fit the 2-core machines. */
+module.exports = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  roots: ['<rootDir>/src', '<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  maxWorkers: 2,
+  testTimeout: 20000,
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
+};

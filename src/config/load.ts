@@ -1,0 +1,202 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Document, isMap, isNode, isPair, isScalar, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
+import type { z } from 'zod';
+import { RouteTableSchema, type RouteTableConfig } from './schema';
+import { checkSemantics } from './semantics';
+
+/** One problem in a route table, located in the file as `FILE:LINE:COL message`. */
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  col: number;
+  message: string;
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}:${p.line}:${p.col} ${p.message}`;
+}
+
+/** A route table that passed every check, with its version id (a content hash). */
+export interface LoadedTable {
+  config: RouteTableConfig;
+  version: string;
+  source: string;
+}
+
+export type LoadResult = { ok: true; table: LoadedTable } | { ok: false; problems: ConfigProblem[] };
+
+export type PathKey = string | number;
+
+/** Finds where a path in the document starts, for error messages. Unknown keys point at the key itself. */
+export class SourceMap {
+  constructor(
+    private readonly doc: Document,
+    private readonly lines: LineCounter,
+    private readonly file: string,
+  ) {}
+
+  problem(path: readonly PathKey[], message: string, key?: string): ConfigProblem {
+    let offset = this.offsetOf(path, key);
+    if (offset < 0) offset = 0;
+    const { line, col } = this.lines.linePos(offset);
+    return { file: this.file, line, col, message };
+  }
+
+  private offsetOf(path: readonly PathKey[], key?: string): number {
+    // Walk down as far as the document goes; report the deepest node that exists.
+    let node: unknown = this.doc.contents;
+    let best = rangeStart(node);
+    for (const k of path) {
+      const next = childOf(node, k);
+      if (next === undefined) break;
+      node = next.value ?? next.key;
+      best = rangeStart(next.value) >= 0 ? rangeStart(next.value) : rangeStart(next.key);
+    }
+    if (key !== undefined && isMap(node)) {
+      const pair = node.items.find((it) => isScalar(it.key) && String(it.key.value) === key);
+      if (pair) return rangeStart(pair.key);
+    }
+    return best;
+  }
+}
+
+function rangeStart(node: unknown): number {
+  return isNode(node) && node.range ? node.range[0] : -1;
+}
+
+function childOf(node: unknown, k: PathKey): { key?: unknown; value?: unknown } | undefined {
+  if (!isNode(node)) return undefined;
+  const coll = node as YamlNode & { items?: unknown[] };
+  if (!Array.isArray(coll.items)) return undefined;
+  if (typeof k === 'number') {
+    const item = coll.items[k];
+    return item === undefined ? undefined : { value: item };
+  }
+  for (const it of coll.items) {
+    if (isPair(it) && isScalar(it.key) && String(it.key.value) === k) return { key: it.key, value: it.value ?? it.key };
+  }
+  return undefined;
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$\{/g;
+
+/**
+ * `${NAME}` and `${NAME:-default}` in any scalar value are replaced from the
+ * environment; `$${` writes a literal `${`. An unset variable without a default is a problem.
+ */
+function interpolate(doc: Document, env: NodeJS.ProcessEnv, map: SourceMap, problems: ConfigProblem[]): void {
+  visit(doc, {
+    Scalar(key, node, path) {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return;
+      node.value = node.value.replace(ENV_REF, (whole: string, name?: string, fallback?: string) => {
+        if (whole === '$${') return '${';
+        const value = env[name!];
+        if (value !== undefined && value !== '') return value;
+        if (fallback !== undefined) return fallback;
+        const offsetPath = yamlPathOf(path, node);
+        problems.push(map.problem(offsetPath, `environment variable ${name} is not set`));
+        return '';
+      });
+    },
+  });
+}
+
+/** Rebuilds the key path of a visited node from the visitor's ancestor list. */
+function yamlPathOf(ancestors: readonly unknown[], target: unknown): PathKey[] {
+  const out: PathKey[] = [];
+  const chain = [...ancestors, target];
+  for (let i = 0; i < chain.length - 1; i++) {
+    const parent = chain[i];
+    const child = chain[i + 1];
+    if (isPair(child) && isScalar(child.key)) out.push(String(child.key.value));
+    else if (isNode(parent) && Array.isArray((parent as { items?: unknown[] }).items) && !isPair(child)) {
+      const idx = (parent as unknown as { items: unknown[] }).items.indexOf(child);
+      if (idx >= 0 && !isMap(parent)) out.push(idx);
+    }
+  }
+  return out;
+}
+
+function zodProblems(error: z.ZodError, map: SourceMap): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  for (const issue of error.issues) {
+    const path = issue.path.filter((k): k is PathKey => typeof k === 'string' || typeof k === 'number');
+    const where = path.length ? formatPath(path) : 'file';
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        out.push(map.problem(path, `${path.length ? where + '.' : ''}${key}: unknown key`, key));
+      }
+      continue;
+    }
+    out.push(map.problem(path, `${where}: ${describeIssue(issue)}`));
+  }
+  return out;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type') {
+    const m = /received (\w+)/.exec(issue.message);
+    if (m?.[1] === 'undefined') return `required ${issue.expected} is missing`;
+    return `expected ${issue.expected}${m ? `, got ${m[1]}` : ''}`;
+  }
+  return issue.message;
+}
+
+function formatPath(path: readonly PathKey[]): string {
+  return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
+}
+
+export function versionOf(source: string): string {
+  return createHash('sha256').update(source).digest('hex').slice(0, 12);
+}
+
+/** Parses and checks a route table's text. Every problem is reported, not just the first. */
+export function loadTableText(source: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
+  const lines = new LineCounter();
+  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const map = new SourceMap(doc, lines, file);
+  const problems: ConfigProblem[] = [];
+  for (const err of doc.errors) {
+    const { line, col } = lines.linePos(err.pos[0]);
+    problems.push({ file, line, col, message: `YAML: ${err.message.split('\n')[0]}` });
+  }
+  if (problems.length) return { ok: false, problems };
+  if (doc.contents === null) {
+    return { ok: false, problems: [{ file, line: 1, col: 1, message: 'the route table is empty' }] };
+  }
+  interpolate(doc, env, map, problems);
+  const parsed = RouteTableSchema.safeParse(doc.toJS({ maxAliasCount: 100 }));
+  if (!parsed.success) {
+    // An unset variable also fails its schema check at the same place: report it once.
+    const seen = new Set(problems.map((p) => `${p.line}:${p.col}`));
+    problems.push(...zodProblems(parsed.error, map).filter((p) => !seen.has(`${p.line}:${p.col}`)));
+  }
+  if (!parsed.success || problems.length) return { ok: false, problems: byPosition(problems) };
+  const semantic = checkSemantics(parsed.data, map);
+  if (semantic.length) return { ok: false, problems: byPosition(semantic) };
+  return { ok: true, table: { config: deepFreeze(parsed.data), version: versionOf(source), source: file } };
+}
+
+export function loadTableFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
+  let source: string;
+  try {
+    source = readFileSync(file, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message;
+    return { ok: false, problems: [{ file, line: 1, col: 1, message: `cannot read the route table: ${reason}` }] };
+  }
+  return loadTableText(source, file, env);
+}
+
+function byPosition(problems: ConfigProblem[]): ConfigProblem[] {
+  return problems.sort((a, b) => a.line - b.line || a.col - b.col);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

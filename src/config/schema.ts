@@ -1,0 +1,123 @@
+import { z } from 'zod';
+
+/**
+ * The route table's one source of truth: the TypeScript types, the defaults and
+ * the validation all come from these declarations. Every object is strict, so a
+ * typo such as `stripPrefx` is an error instead of a silently ignored key.
+ */
+
+/** Numbers may come from `${ENV}` interpolation as strings; accept "8080" as 8080. */
+const int = (min: number, max: number) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v),
+    z.number().int().min(min).max(max),
+  );
+
+const bool = z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
+
+export const HTTP_METHODS = [
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'PATCH',
+  'OPTIONS',
+  'TRACE',
+  'CONNECT',
+] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const name = z.string().regex(NAME, 'must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+/** A route path as written in the table: absolute, already in normal form. */
+const routePath = z
+  .string()
+  .min(1)
+  .refine((p) => p.startsWith('/'), 'must start with "/"');
+
+const upstreamUrl = z.string().refine((u) => {
+  try {
+    const url = new URL(u);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '' && !url.search && !url.hash && !url.username;
+  } catch {
+    return false;
+  }
+}, 'must be an absolute http:// or https:// URL without query, fragment or credentials');
+
+const hostPattern = z
+  .string()
+  .regex(/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, 'must be a host name such as "api.example.com" or "*.example.com" (no port)');
+
+const method = z
+  .string()
+  .transform((m) => m.toUpperCase())
+  .pipe(z.enum(HTTP_METHODS, { error: `must be one of ${HTTP_METHODS.join(', ')}` }));
+
+export const ServerSchema = z.strictObject({
+  port: int(0, 65535).default(8080),
+  host: z.string().min(1).default('0.0.0.0'),
+  /** Served by the gateway itself, checked before any route: no route can shadow it. */
+  healthPath: routePath.default('/healthz'),
+  /** Peers (IPs or CIDRs) whose X-Forwarded-* headers are believed, e.g. the load balancer in front. */
+  trustProxy: z.array(z.string().min(1)).default([]),
+  /** How long SIGTERM waits for in-flight requests before closing them. */
+  drainTimeoutMs: int(0, 600_000).default(10_000),
+  /** Must exceed the idle timeout of any load balancer in front, or it sees 502s. */
+  keepAliveTimeoutMs: int(1, 3_600_000).default(65_000),
+  headersTimeoutMs: int(1, 3_600_000).default(66_000),
+  /** Whole-request receive limit; 0 disables (long uploads). */
+  requestTimeoutMs: int(0, 86_400_000).default(300_000),
+  /** Requests whose headers exceed this are refused with 431 before any routing. */
+  maxHeaderBytes: int(1024, 1_048_576).default(16_384),
+  /** `%2F` in a path: `reject` answers 400, `decode` treats it as "/" before matching. */
+  encodedSlashes: z.enum(['reject', 'decode']).default('reject'),
+});
+
+export const UpstreamSchema = z.strictObject({
+  url: upstreamUrl,
+  /** No response headers within this time -> 504. */
+  timeoutMs: int(1, 3_600_000).default(30_000),
+  /** Send the client's Host header (default) or the upstream URL's host. */
+  preserveHost: bool.default(true),
+  /** Cap on open connections to this upstream (keep-alive pool size). */
+  maxSockets: int(1, 65_535).default(1024),
+  /** Idle keep-alive connections are closed after this; keep it below the upstream's keepAliveTimeout. */
+  idleTimeoutMs: int(100, 600_000).default(4_000),
+});
+
+export const RouteSchema = z.strictObject({
+  name,
+  path: routePath,
+  /** `true`: only this exact path; default: this path and everything below it on a segment boundary. */
+  exact: bool.default(false),
+  methods: z.array(method).min(1).optional(),
+  host: hostPattern.optional(),
+  upstream: name,
+  /** Removed from the front of the path before forwarding; must be a segment prefix of `path`. */
+  stripPrefix: routePath.optional(),
+  /** Whether WebSocket upgrades are proxied on this route. */
+  websocket: bool.default(true),
+});
+
+export const LogSchema = z.strictObject({
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `pretty` is for a developer's terminal; default: pretty on a TTY outside production. */
+  format: z.enum(['json', 'pretty']).optional(),
+  /** `stdout`, `off`, or a file path for the access log. */
+  access: z.string().min(1).default('stdout'),
+});
+
+export const RouteTableSchema = z.strictObject({
+  server: ServerSchema.default(() => ServerSchema.parse({})),
+  log: LogSchema.default(() => LogSchema.parse({})),
+  upstreams: z.record(name, UpstreamSchema).refine((u) => Object.keys(u).length > 0, 'declare at least one upstream'),
+  routes: z.array(RouteSchema),
+});
+
+export type ServerConfig = z.infer<typeof ServerSchema>;
+export type UpstreamConfig = z.infer<typeof UpstreamSchema>;
+export type RouteConfig = z.infer<typeof RouteSchema>;
+export type LogConfig = z.infer<typeof LogSchema>;
+export type RouteTableConfig = z.infer<typeof RouteTableSchema>;

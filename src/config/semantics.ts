@@ -1,0 +1,111 @@
+import { isIP } from 'node:net';
+import { normalizePath } from '../core/path';
+import type { ConfigProblem, SourceMap } from './load';
+import type { RouteTableConfig } from './schema';
+
+/** Checks that need the whole table: references, duplicates, path forms. */
+export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const upstreamNames = Object.keys(table.upstreams);
+  const seenNames = new Map<string, number>();
+  const seenMatches = new Map<string, number>();
+
+  const health = table.server.healthPath;
+  if (normalizePath(health) !== health) {
+    problems.push(map.problem(['server', 'healthPath'], `server.healthPath: "${health}" is not a normalised path`));
+  }
+  table.server.trustProxy.forEach((entry, i) => {
+    if (!isIpOrCidr(entry)) problems.push(map.problem(['server', 'trustProxy', i], `server.trustProxy: "${entry}" is not an IP address or CIDR`));
+  });
+
+  table.routes.forEach((route, i) => {
+    const at = (key: string) => ['routes', i, key];
+    const label = `routes[${i}] (${route.name})`;
+
+    const first = seenNames.get(route.name);
+    if (first !== undefined) {
+      problems.push(map.problem(at('name'), `${label}: duplicate route name "${route.name}" (first used by routes[${first}])`));
+    } else {
+      seenNames.set(route.name, i);
+    }
+
+    if (!(route.upstream in table.upstreams)) {
+      const hint = closest(route.upstream, upstreamNames);
+      problems.push(
+        map.problem(at('upstream'), `${label}: unknown upstream "${route.upstream}"${hint ? ` (did you mean "${hint}"?)` : ''}; declared: ${upstreamNames.join(', ')}`),
+      );
+    }
+
+    const normal = normalizePath(route.path);
+    if (normal !== route.path || (route.path.length > 1 && route.path.endsWith('/') && !route.exact)) {
+      const suggestion = normal === null ? '' : ` (write "${canonicalPrefix(normal, route.exact)}")`;
+      problems.push(map.problem(at('path'), `${label}: path "${route.path}" is not in normal form${suggestion}`));
+    }
+
+    if (route.stripPrefix !== undefined && !isSegmentPrefix(route.stripPrefix, route.path)) {
+      problems.push(map.problem(at('stripPrefix'), `${label}: stripPrefix "${route.stripPrefix}" is not a segment prefix of path "${route.path}"`));
+    }
+
+    if (route.methods) {
+      const dup = route.methods.find((m, j) => route.methods!.indexOf(m) !== j);
+      if (dup) problems.push(map.problem(at('methods'), `${label}: method ${dup} is listed twice`));
+    }
+
+    const matchKey = [route.exact ? 'exact' : 'prefix', route.path, route.host ?? '*', route.methods ? [...route.methods].sort().join(',') : '*'].join(' ');
+    const twin = seenMatches.get(matchKey);
+    if (twin !== undefined) {
+      problems.push(map.problem(at('path'), `${label}: matches exactly the same requests as routes[${twin}] (${table.routes[twin]!.name})`));
+    } else {
+      seenMatches.set(matchKey, i);
+    }
+  });
+  return problems;
+}
+
+function canonicalPrefix(path: string, exact: boolean): string {
+  return !exact && path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
+export function isSegmentPrefix(prefix: string, path: string): boolean {
+  if (prefix === '/') return true;
+  const p = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  return path === p || path.startsWith(p + '/');
+}
+
+function isIpOrCidr(entry: string): boolean {
+  const [ip, bits, extra] = entry.split('/');
+  if (extra !== undefined || !ip) return false;
+  const family = isIP(ip);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
+}
+
+/** The closest name by edit distance, when it is close enough to be a likely typo. */
+export function closest(name: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(name.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = c;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j]!;
+      row[j] = Math.min(up + 1, row[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return row[b.length]!;
+}

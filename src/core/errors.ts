@@ -1,0 +1,83 @@
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+
+/**
+ * The one catalogue of errors the gateway answers by itself. Codes are stable:
+ * clients, dashboards and runbooks match on them, so never rename one.
+ */
+export const ErrorCatalogue = {
+  ROUTE_NOT_FOUND: { status: 404, message: 'No route matches this request' },
+  BAD_PATH: { status: 400, message: 'The request path cannot be normalised safely' },
+  UNSUPPORTED_TRANSFER_CODING: { status: 501, message: 'Only the chunked transfer coding is supported' },
+  UPSTREAM_CONNECT_FAILED: { status: 502, message: 'The upstream service could not be reached' },
+  UPSTREAM_RESET: { status: 502, message: 'The upstream service closed the connection before answering' },
+  UPSTREAM_TIMEOUT: { status: 504, message: 'The upstream service did not answer in time' },
+  UPSTREAM_ERROR: { status: 502, message: 'The upstream service failed' },
+  SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down' },
+  INTERNAL: { status: 500, message: 'The gateway failed to handle the request' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCatalogue;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; requestId: string };
+}
+
+export class GatewayError extends Error {
+  readonly status: number;
+  constructor(readonly code: ErrorCode, message?: string) {
+    super(message ?? ErrorCatalogue[code].message);
+    this.name = 'GatewayError';
+    this.status = ErrorCatalogue[code].status;
+  }
+}
+
+export function errorBody(code: ErrorCode, requestId: string, message?: string): string {
+  const body: ErrorBody = { error: { code, message: message ?? ErrorCatalogue[code].message, requestId } };
+  return JSON.stringify(body);
+}
+
+/**
+ * Writes a gateway-made JSON error. When the response has already started
+ * (headers sent), a status can no longer be changed: the connection is
+ * destroyed so the client sees a truncated response instead of a lie.
+ */
+export function sendError(
+  res: ServerResponse,
+  code: ErrorCode,
+  requestId: string,
+  message?: string,
+  extraHeaders?: Record<string, string>,
+): void {
+  if (res.headersSent || res.writableEnded) {
+    res.destroy();
+    return;
+  }
+  const body = errorBody(code, requestId, message);
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+    ...extraHeaders,
+  };
+  res.writeHead(ErrorCatalogue[code].status, headers);
+  res.end(body);
+}
+
+/** A raw HTTP/1.1 error for sockets that were never upgraded (WebSocket handshakes). */
+export function rawErrorResponse(code: ErrorCode, requestId: string, message?: string): string {
+  const { status } = ErrorCatalogue[code];
+  const body = errorBody(code, requestId, message);
+  return (
+    `HTTP/1.1 ${status} ${statusText(status)}\r\n` +
+    'content-type: application/json; charset=utf-8\r\n' +
+    `content-length: ${Buffer.byteLength(body)}\r\n` +
+    `x-request-id: ${requestId}\r\n` +
+    'connection: close\r\n\r\n' +
+    body
+  );
+}
+
+function statusText(status: number): string {
+  return STATUS_CODES[status] ?? 'Error';
+}

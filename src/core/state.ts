@@ -1,0 +1,46 @@
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { ErrorCode } from './errors';
+
+/**
+ * What the gateway knows about one request, created once when it arrives and
+ * attached to the request object. A class (not an object literal) so every
+ * request's state has the same shape: V8 keeps property access monomorphic.
+ */
+export class RequestState {
+  /** Normalised path (without query), or the raw path while not yet normalised. */
+  path: string;
+  route: string | undefined = undefined;
+  upstream: string | undefined = undefined;
+  upstreamPath: string | undefined = undefined;
+  /** The gateway's own error code when it answered by itself. */
+  errorCode: ErrorCode | undefined = undefined;
+  proxyReq: ClientRequest | undefined = undefined;
+  proxyRes: IncomingMessage | undefined = undefined;
+  timer: NodeJS.Timeout | undefined = undefined;
+  timedOut = false;
+  /** Set once the gateway has answered (or given up): late upstream events are ignored. */
+  settled = false;
+  upgraded = false;
+  constructor(
+    readonly id: string,
+    readonly startedAt: number,
+    readonly method: string,
+    path: string,
+    readonly res: ServerResponse | undefined,
+    readonly socketBytesAtStart: number,
+  ) {
+    this.path = path;
+  }
+}
+
+const kState = Symbol('strangler.requestState');
+
+type WithState = { [kState]?: RequestState };
+
+export function attachState(req: IncomingMessage, state: RequestState): void {
+  (req as IncomingMessage & WithState)[kState] = state;
+}
+
+export function stateOf(req: IncomingMessage): RequestState | undefined {
+  return (req as IncomingMessage & WithState)[kState];
+}

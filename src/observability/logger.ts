@@ -1,0 +1,74 @@
+import pino, { type DestinationStream, type Logger } from 'pino';
+import type { LogConfig } from '../config/schema';
+
+export type { Logger };
+
+/**
+ * Defence in depth: the gateway logs allow-listed fields only, but should a
+ * header object ever reach a log call, these paths are censored.
+ */
+const REDACT = [
+  '*.authorization',
+  '*.cookie',
+  '*.set-cookie',
+  '*.proxy-authorization',
+  '*.x-api-key',
+  '*.headers.authorization',
+  '*.headers.cookie',
+  '*.headers["set-cookie"]',
+  '*.headers["proxy-authorization"]',
+  '*.headers["x-api-key"]',
+  'token',
+  'secret',
+  'password',
+];
+
+export interface LogOutputs {
+  /** Where operational logs go; default stdout (asynchronous, flushed on shutdown). */
+  main?: DestinationStream;
+  /** Where the access log goes when `log.access` is `stdout`; default: the main destination. */
+  access?: DestinationStream;
+}
+
+export interface Loggers {
+  root: Logger;
+  /** null when the access log is off. */
+  access: Logger | null;
+  flush(): void;
+}
+
+function wantsPretty(cfg: LogConfig): boolean {
+  if (cfg.format) return cfg.format === 'pretty';
+  return process.stdout.isTTY === true && process.env.NODE_ENV !== 'production';
+}
+
+export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers {
+  const base = { level: cfg.level, redact: { paths: REDACT, censor: '***' }, base: { pid: process.pid } };
+  const asyncStdout = () => pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  let mainDest: DestinationStream;
+  if (outputs.main) mainDest = outputs.main;
+  else if (wantsPretty(cfg)) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const pretty = require('pino-pretty') as (o: object) => DestinationStream;
+    mainDest = pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+  } else mainDest = asyncStdout();
+  const root = pino(base, mainDest);
+
+  let access: Logger | null = null;
+  let accessDest: DestinationStream | undefined;
+  if (cfg.access === 'off') access = null;
+  else if (cfg.access === 'stdout') access = outputs.access ? pino(base, (accessDest = outputs.access)) : root.child({ kind: 'access' });
+  else access = pino(base, (accessDest = pino.destination({ dest: cfg.access, sync: false, mkdir: true, minLength: 4096 })));
+
+  const flush = () => {
+    for (const d of [mainDest, accessDest]) {
+      const sonic = d as DestinationStream & { flushSync?: () => void };
+      try {
+        sonic?.flushSync?.();
+      } catch {
+        // not ready yet (nothing written) or not a sonic-boom stream
+      }
+    }
+  };
+  return { root, access, flush };
+}

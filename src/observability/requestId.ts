@@ -1,0 +1,38 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+
+/** A client-sent id is kept when it is printable ASCII without spaces, at most 128 characters. */
+const SANE_ID = /^[\x21-\x7e]{1,128}$/;
+
+export function requestIdFrom(header: string | string[] | undefined): string {
+  if (typeof header === 'string' && SANE_ID.test(header)) return header;
+  return randomUUID();
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const ZERO_TRACE = '00000000000000000000000000000000';
+const ZERO_SPAN = '0000000000000000';
+
+/** W3C Trace Context: version ff and all-zero ids are invalid. */
+export function isValidTraceparent(value: string | string[] | undefined): value is string {
+  if (typeof value !== 'string') return false;
+  const m = TRACEPARENT.exec(value);
+  return m !== null && m[1] !== 'ff' && m[2] !== ZERO_TRACE && m[3] !== ZERO_SPAN;
+}
+
+// Span ids: a random per-process prefix plus a counter is unique without a
+// random draw per request.
+const spanPrefix = randomBytes(4).toString('hex');
+let spanCounter = 0;
+
+/**
+ * A new traceparent for a request that arrived without a valid one. When the
+ * request id is a UUID its hex digits are the trace id, so logs keyed by request
+ * id and traces keyed by trace id line up.
+ */
+export function newTraceparent(requestId: string): string {
+  let traceId = requestId.length === 36 ? requestId.replace(/-/g, '') : '';
+  if (!/^[0-9a-f]{32}$/.test(traceId) || traceId === ZERO_TRACE) traceId = randomUUID().replace(/-/g, '');
+  spanCounter = (spanCounter + 1) >>> 0;
+  const span = spanPrefix + spanCounter.toString(16).padStart(8, '0');
+  return `00-${traceId}-${span}-01`;
+}

@@ -1,0 +1,146 @@
+import { BlockList, isIP } from 'node:net';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/** RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones still seen in the wild. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/**
+ * Headers only the gateway may set. A client's copy is dropped whatever its
+ * spelling: names are compared lower-case with `_` read as `-`, because CGI-style
+ * servers map `X-Forwarded_For` onto the same variable as `X-Forwarded-For`.
+ */
+const GATEWAY_OWNED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip', 'forwarded'];
+
+export interface ForwardingPolicy {
+  /** Whether the direct peer may tell us who the client is. */
+  trusts(peer: string): boolean;
+  /** Lower-case names the client must never set (matched with `_` read as `-`). */
+  readonly owned: ReadonlySet<string>;
+}
+
+export function forwardingPolicy(trustProxy: readonly string[], extraOwned: readonly string[] = []): ForwardingPolicy {
+  const list = new BlockList();
+  for (const entry of trustProxy) {
+    const [ip, bits] = entry.split('/') as [string, string | undefined];
+    const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(ip, family);
+    else list.addSubnet(ip, Number(bits), family);
+  }
+  const owned = new Set([...GATEWAY_OWNED, ...extraOwned.map((h) => h.toLowerCase().replace(/_/g, '-'))]);
+  const none = trustProxy.length === 0;
+  return {
+    owned,
+    trusts(peer: string): boolean {
+      if (none || !peer) return false;
+      const v4mapped = peer.startsWith('::ffff:') && isIP(peer.slice(7)) === 4;
+      return v4mapped ? list.check(peer.slice(7), 'ipv4') : list.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4');
+    },
+  };
+}
+
+/** Removes hop-by-hop headers, including every header the Connection header names. */
+function stripHopByHop(h: IncomingHttpHeaders, keepUpgrade: boolean): void {
+  const conn = h.connection;
+  if (conn !== undefined) {
+    for (const token of conn.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name && name !== 'upgrade') delete h[name];
+    }
+  }
+  if (!keepUpgrade) {
+    delete h.connection;
+    delete h.upgrade;
+  } else {
+    h.connection = 'upgrade';
+  }
+  delete h['keep-alive'];
+  delete h['proxy-connection'];
+  delete h['proxy-authorization'];
+  delete h['proxy-authenticate'];
+  delete h.te;
+  delete h.trailer;
+  // Framing is redone for the next hop: Node re-chunks a body it de-chunked.
+  if (h['transfer-encoding'] !== undefined) h['transfer-encoding'] = 'chunked';
+  // The gateway answered `100 Continue` itself when the client asked.
+  delete h.expect;
+}
+
+/**
+ * Rewrites the request's headers in place into what the upstream sees. Returns
+ * false when the request must be refused (a transfer coding other than chunked).
+ */
+export function prepareUpstreamHeaders(
+  req: IncomingMessage,
+  policy: ForwardingPolicy,
+  requestId: string,
+  traceparent: string | undefined,
+  upgrade: boolean,
+): boolean {
+  const h = req.headers;
+  const te = h['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return false;
+  stripHopByHop(h, upgrade);
+
+  const peer = req.socket.remoteAddress ?? '';
+  const trusted = policy.trusts(peer);
+  const priorFor = trusted ? h['x-forwarded-for'] : undefined;
+  const priorProto = trusted ? h['x-forwarded-proto'] : undefined;
+  const priorHost = trusted ? h['x-forwarded-host'] : undefined;
+  // Drop every client-sent copy of a gateway-owned header, whatever its spelling.
+  for (const name in h) {
+    const canonical = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
+    if (policy.owned.has(canonical)) delete h[name];
+  }
+  h['x-forwarded-for'] = priorFor ? `${priorFor}, ${peer}` : peer;
+  h['x-forwarded-proto'] = priorProto ?? ((req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
+  const host = priorHost ?? h.host;
+  if (host !== undefined) h['x-forwarded-host'] = host;
+  h['x-request-id'] = requestId;
+  if (traceparent !== undefined) h.traceparent = traceparent;
+  return true;
+}
+
+/**
+ * The upstream's response headers as a flat [name, value, ...] list for
+ * `writeHead`, without hop-by-hop headers and with the gateway's request id.
+ * Raw headers keep their case and repeated headers (Set-Cookie) intact.
+ */
+export function responseHeaders(raw: readonly string[], requestId: string): string[] {
+  const out: string[] = [];
+  let named: string[] | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') named = connectionTokens(raw[i + 1]!, named);
+      continue;
+    }
+    if (lower === 'x-request-id') continue;
+    out.push(name, raw[i + 1]!);
+  }
+  out.push('X-Request-Id', requestId);
+  if (named === null) return out;
+  const filtered: string[] = [];
+  for (let i = 0; i < out.length; i += 2) {
+    if (!named.includes(out[i]!.toLowerCase())) filtered.push(out[i]!, out[i + 1]!);
+  }
+  return filtered;
+}
+
+function connectionTokens(value: string, into: string[] | null): string[] | null {
+  for (const token of value.split(',')) {
+    const t = token.trim().toLowerCase();
+    if (t && t !== 'close' && t !== 'keep-alive') (into ??= []).push(t);
+  }
+  return into;
+}

@@ -1,0 +1,137 @@
+import type { RouteConfig, RouteTableConfig } from '../config/schema';
+
+/** A route prepared for matching: everything per-request code needs is computed here, once. */
+export interface CompiledRoute {
+  readonly name: string;
+  readonly path: string;
+  readonly exact: boolean;
+  readonly methods: ReadonlySet<string> | null;
+  /** Lower-case host, or `.example.com` for `*.example.com`, or null for any host. */
+  readonly host: string | null;
+  readonly hostWildcard: boolean;
+  readonly upstream: string;
+  /** Characters removed from the front of the normalised path (stripPrefix), 0 for none. */
+  readonly stripLength: number;
+  /** The upstream URL's own path, prepended to what is forwarded ('' for none). */
+  readonly basePath: string;
+  readonly websocket: boolean;
+  readonly config: RouteConfig;
+}
+
+export interface RouteMatch {
+  route: CompiledRoute;
+  /** The path (and query) the upstream sees. */
+  upstreamPath: string;
+}
+
+/**
+ * The route table as a lookup structure. Matching is a handful of hash lookups
+ * (one per path segment of the request), whatever the number of routes: exact
+ * paths first, then prefixes from the longest to `/`. Within one path, routes
+ * that name a host come before host wildcards and those before any-host routes;
+ * routes that list methods come before those that take all. A route whose
+ * methods or host do not fit is skipped and matching goes on to shorter prefixes.
+ */
+export class RouteMatcher {
+  private readonly exact = new Map<string, CompiledRoute[]>();
+  private readonly prefix = new Map<string, CompiledRoute[]>();
+  /** Only parse the Host header when some route needs it. */
+  readonly usesHost: boolean;
+  readonly routes: readonly CompiledRoute[];
+
+  constructor(table: RouteTableConfig) {
+    const compiled = table.routes.map((r) => compileRoute(r, table));
+    this.routes = compiled;
+    this.usesHost = compiled.some((r) => r.host !== null);
+    for (const r of compiled) {
+      const map = r.exact ? this.exact : this.prefix;
+      const list = map.get(r.path);
+      if (list) list.push(r);
+      else map.set(r.path, [r]);
+    }
+    for (const list of [...this.exact.values(), ...this.prefix.values()]) list.sort(bySpecificity);
+  }
+
+  /** `path` must be normalised and `host` lower-case without port (or '' when unknown). */
+  match(method: string, host: string, path: string): CompiledRoute | undefined {
+    const exact = this.exact.get(path);
+    if (exact) {
+      const r = pick(exact, method, host);
+      if (r) return r;
+    }
+    let key = path.length > 1 && path.charCodeAt(path.length - 1) === 0x2f ? path.slice(0, -1) : path;
+    for (;;) {
+      const list = this.prefix.get(key);
+      if (list) {
+        const r = pick(list, method, host);
+        if (r) return r;
+      }
+      if (key === '/') return undefined;
+      const cut = key.lastIndexOf('/');
+      key = cut === 0 ? '/' : key.slice(0, cut);
+    }
+  }
+}
+
+function pick(list: CompiledRoute[], method: string, host: string): CompiledRoute | undefined {
+  for (let i = 0; i < list.length; i++) {
+    const r = list[i]!;
+    if (r.methods !== null && !r.methods.has(method)) continue;
+    if (r.host !== null) {
+      if (r.hostWildcard ? !host.endsWith(r.host) : host !== r.host) continue;
+    }
+    return r;
+  }
+  return undefined;
+}
+
+function hostRank(r: CompiledRoute): number {
+  return r.host === null ? 0 : r.hostWildcard ? r.host.length : 1000 + r.host.length;
+}
+
+function bySpecificity(a: CompiledRoute, b: CompiledRoute): number {
+  return hostRank(b) - hostRank(a) || (b.methods ? 1 : 0) - (a.methods ? 1 : 0);
+}
+
+function compileRoute(r: RouteConfig, table: RouteTableConfig): CompiledRoute {
+  const upstream = table.upstreams[r.upstream];
+  let basePath = upstream ? new URL(upstream.url).pathname : '/';
+  if (basePath.endsWith('/')) basePath = basePath.slice(0, -1);
+  const strip = r.stripPrefix === undefined || r.stripPrefix === '/' ? '' : r.stripPrefix.replace(/\/$/, '');
+  const host = r.host?.toLowerCase() ?? null;
+  const hostWildcard = host !== null && host.startsWith('*.');
+  return Object.freeze({
+    name: r.name,
+    path: r.path,
+    exact: r.exact,
+    methods: r.methods ? new Set(r.methods) : null,
+    host: hostWildcard ? host!.slice(1) : host,
+    hostWildcard,
+    upstream: r.upstream,
+    stripLength: strip.length,
+    basePath,
+    websocket: r.websocket,
+    config: r,
+  });
+}
+
+/** The path and query the upstream sees for a request that matched `route`. */
+export function upstreamPathFor(route: CompiledRoute, path: string, query: string): string {
+  let rest = route.stripLength === 0 ? path : path.slice(route.stripLength);
+  if (rest === '' || rest.charCodeAt(0) !== 0x2f) rest = '/' + rest;
+  if (route.basePath !== '') rest = rest === '/' ? route.basePath + '/' : route.basePath + rest;
+  return query === '' ? rest : rest + query;
+}
+
+/** Host header value in matching form: lower-case, without port. */
+export function hostForMatching(hostHeader: string | undefined): string {
+  if (!hostHeader) return '';
+  let h = hostHeader;
+  if (h.charCodeAt(0) === 0x5b /* [ IPv6 */) {
+    const end = h.indexOf(']');
+    return end === -1 ? '' : h.slice(0, end + 1).toLowerCase();
+  }
+  const colon = h.indexOf(':');
+  if (colon !== -1) h = h.slice(0, colon);
+  return h.toLowerCase();
+}

@@ -1,0 +1,43 @@
+import { normalizePath, splitTarget } from '../core/path';
+import type { RouteTableConfig } from '../config/schema';
+import { hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
+
+export interface Explanation {
+  request: { method: string; target: string; host: string | null };
+  outcome: 'proxy' | 'health' | 'bad-path' | 'no-route';
+  status?: number;
+  normalizedPath?: string;
+  route?: { name: string; path: string; exact: boolean; methods: string[] | 'any'; host: string | null };
+  upstream?: { name: string; url: string };
+  /** Path and query as the upstream sees them. */
+  upstreamPath?: string;
+  upstreamUrl?: string;
+}
+
+/**
+ * What the gateway would do with a request, computed by the same functions the
+ * request path runs (normalise, match, rewrite), so ops can check an edit first.
+ */
+export function explain(config: RouteTableConfig, method: string, target: string, headers: Record<string, string>, matcher = new RouteMatcher(config)): Explanation {
+  const m = method.toUpperCase();
+  const host = headers['host'] ?? null;
+  const [rawPath, query] = splitTarget(target);
+  const out = { request: { method: m, target, host } };
+  if (rawPath === config.server.healthPath) return { ...out, outcome: 'health', status: 200 };
+  const path = normalizePath(rawPath, config.server.encodedSlashes === 'decode');
+  if (path === null) return { ...out, outcome: 'bad-path', status: 400 };
+  const route = matcher.match(m, matcher.usesHost ? hostForMatching(host ?? undefined) : '', path);
+  if (!route) return { ...out, outcome: 'no-route', status: 404, normalizedPath: path };
+  const upstream = config.upstreams[route.upstream]!;
+  const upstreamPath = upstreamPathFor(route, path, query);
+  const origin = new URL(upstream.url).origin;
+  return {
+    ...out,
+    outcome: 'proxy',
+    normalizedPath: path,
+    route: { name: route.name, path: route.path, exact: route.exact, methods: route.methods ? [...route.methods] : 'any', host: route.config.host ?? null },
+    upstream: { name: route.upstream, url: upstream.url },
+    upstreamPath,
+    upstreamUrl: origin + upstreamPath,
+  };
+}
