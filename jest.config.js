@@ -6,5 +6,6 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   maxWorkers: 2,
   testTimeout: 20000,
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
+  globalSetup: '<rootDir>/test/globalSetup.ts',
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
 };

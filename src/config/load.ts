@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Document, isMap, isNode, isPair, isScalar, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { RouteTableSchema, type RouteTableConfig } from './schema';
+import { LogSchema, RouteSchema, RouteTableSchema, ServerSchema, type RouteTableConfig } from './schema';
 import { checkSemantics } from './semantics';
 
 /** One problem in a route table, located in the file as `FILE:LINE:COL message`. */
@@ -166,13 +166,17 @@ export function loadTableText(source: string, file: string, env: NodeJS.ProcessE
     return { ok: false, problems: [{ file, line: 1, col: 1, message: 'the route table is empty' }] };
   }
   interpolate(doc, env, map, problems);
-  const parsed = RouteTableSchema.safeParse(doc.toJS({ maxAliasCount: 100 }));
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  const parsed = RouteTableSchema.safeParse(raw);
   if (!parsed.success) {
     // An unset variable also fails its schema check at the same place: report it once.
     const seen = new Set(problems.map((p) => `${p.line}:${p.col}`));
     problems.push(...zodProblems(parsed.error, map).filter((p) => !seen.has(`${p.line}:${p.col}`)));
+    // Cross-reference checks still run on the parts that are well-formed, so one pass shows every problem.
+    const partial = partialTable(raw);
+    if (partial) problems.push(...checkSemantics(partial, map).filter((p) => !seen.has(`${p.line}:${p.col}`)));
   }
-  if (!parsed.success || problems.length) return { ok: false, problems: byPosition(problems) };
+  if (!parsed.success || problems.length) return { ok: false, problems: byPosition(dedupe(problems)) };
   const semantic = checkSemantics(parsed.data, map);
   if (semantic.length) return { ok: false, problems: byPosition(semantic) };
   return { ok: true, table: { config: deepFreeze(parsed.data), version: versionOf(source), source: file } };
@@ -187,6 +191,31 @@ export function loadTableFile(file: string, env: NodeJS.ProcessEnv = process.env
     return { ok: false, problems: [{ file, line: 1, col: 1, message: `cannot read the route table: ${reason}` }] };
   }
   return loadTableText(source, file, env);
+}
+
+/** The well-formed parts of a table that failed its schema: routes that parse, every upstream name. */
+function partialTable(raw: unknown): RouteTableConfig | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  const r = raw as { server?: unknown; upstreams?: unknown; routes?: unknown };
+  if (!r.upstreams || typeof r.upstreams !== 'object' || !Array.isArray(r.routes)) return undefined;
+  const server = ServerSchema.safeParse(r.server ?? {});
+  const routes = r.routes.map((route) => RouteSchema.safeParse(route).data);
+  return {
+    server: server.success ? server.data : ServerSchema.parse({}),
+    upstreams: r.upstreams as RouteTableConfig['upstreams'],
+    routes: routes as RouteTableConfig['routes'],
+    log: LogSchema.parse({}),
+  };
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = formatProblem(p);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 function byPosition(problems: ConfigProblem[]): ConfigProblem[] {

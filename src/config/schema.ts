@@ -53,7 +53,7 @@ const hostPattern = z
 const method = z
   .string()
   .transform((m) => m.toUpperCase())
-  .pipe(z.enum(HTTP_METHODS, { error: `must be one of ${HTTP_METHODS.join(', ')}` }));
+  .pipe(z.enum(HTTP_METHODS, { error: (iss) => `"${String(iss.input)}" is not an HTTP method; use one of ${HTTP_METHODS.join(', ')}` }));
 
 export const ServerSchema = z.strictObject({
   port: int(0, 65535).default(8080),

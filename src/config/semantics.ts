@@ -18,7 +18,9 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
     if (!isIpOrCidr(entry)) problems.push(map.problem(['server', 'trustProxy', i], `server.trustProxy: "${entry}" is not an IP address or CIDR`));
   });
 
-  table.routes.forEach((route, i) => {
+  table.routes.forEach((route: RouteTableConfig['routes'][number] | undefined, i) => {
+    // A route that failed its schema check is absent from a partial table: its problems are already reported.
+    if (route === undefined) return;
     const at = (key: string) => ['routes', i, key];
     const label = `routes[${i}] (${route.name})`;
 
@@ -54,7 +56,7 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
     const matchKey = [route.exact ? 'exact' : 'prefix', route.path, route.host ?? '*', route.methods ? [...route.methods].sort().join(',') : '*'].join(' ');
     const twin = seenMatches.get(matchKey);
     if (twin !== undefined) {
-      problems.push(map.problem(at('path'), `${label}: matches exactly the same requests as routes[${twin}] (${table.routes[twin]!.name})`));
+      problems.push(map.problem(at('path'), `${label}: matches exactly the same requests as routes[${twin}] (${table.routes[twin]?.name})`));
     } else {
       seenMatches.set(matchKey, i);
     }

@@ -44,7 +44,7 @@ function wantsPretty(cfg: LogConfig): boolean {
 
 export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers {
   const base = { level: cfg.level, redact: { paths: REDACT, censor: '***' }, base: { pid: process.pid } };
-  const asyncStdout = () => pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const asyncStdout = () => pino.destination({ dest: 1, sync: false });
   let mainDest: DestinationStream;
   if (outputs.main) mainDest = outputs.main;
   else if (wantsPretty(cfg)) {
@@ -58,7 +58,7 @@ export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers
   let accessDest: DestinationStream | undefined;
   if (cfg.access === 'off') access = null;
   else if (cfg.access === 'stdout') access = outputs.access ? pino(base, (accessDest = outputs.access)) : root.child({ kind: 'access' });
-  else access = pino(base, (accessDest = pino.destination({ dest: cfg.access, sync: false, mkdir: true, minLength: 4096 })));
+  else access = pino(base, (accessDest = pino.destination({ dest: cfg.access, sync: false, mkdir: true })));
 
   const flush = () => {
     for (const d of [mainDest, accessDest]) {

@@ -104,7 +104,8 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig): CompiledRoute {
     name: r.name,
     path: r.path,
     exact: r.exact,
-    methods: r.methods ? new Set(r.methods) : null,
+    // A route that answers GET answers HEAD too, as every HTTP server does.
+    methods: r.methods ? new Set(r.methods.includes('GET') ? [...r.methods, 'HEAD'] : r.methods) : null,
     host: hostWildcard ? host!.slice(1) : host,
     hostWildcard,
     upstream: r.upstream,
@@ -133,5 +134,7 @@ export function hostForMatching(hostHeader: string | undefined): string {
   }
   const colon = h.indexOf(':');
   if (colon !== -1) h = h.slice(0, colon);
+  // `example.com.` is the same host as `example.com` (a fully qualified name).
+  if (h.charCodeAt(h.length - 1) === 0x2e) h = h.slice(0, -1);
   return h.toLowerCase();
 }

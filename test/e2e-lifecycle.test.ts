@@ -1,0 +1,158 @@
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
+import { spawnGateway } from './helpers/process';
+import { send, startGateway, startUpstream, until, writeTable } from './helpers/servers';
+
+describe('streaming', () => {
+  const GiB = 1024 * 1024 * 1024;
+  const CHUNK = Buffer.alloc(1024 * 1024, 0x61);
+
+  test('a 1 GiB upload and a 1 GiB download stream through in constant memory', async () => {
+    let uploaded = 0;
+    const up: Server = createServer((req, res) => {
+      if (req.method === 'POST') {
+        req.on('data', (c: Buffer) => (uploaded += c.length));
+        req.on('end', () => res.end(String(uploaded)));
+        return;
+      }
+      res.writeHead(200, { 'content-length': String(GiB) });
+      let sent = 0;
+      const pump = () => {
+        while (sent < GiB) {
+          sent += CHUNK.length;
+          if (!res.write(CHUNK)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const upPort = (up.address() as AddressInfo).port;
+    const gw = await spawnGateway(writeTable(`
+upstreams: { big: { url: http://127.0.0.1:${upPort} } }
+routes: [ { name: all, path: /, upstream: big } ]
+log: { access: off }
+`));
+    try {
+      const baseline = gw.peakRssMiB();
+      // Upload: the client writes 1 GiB with back-pressure.
+      const uploadReply = await new Promise<string>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: gw.port, method: 'POST', path: '/up', headers: { 'content-length': String(GiB) } }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve(body));
+        });
+        req.on('error', reject);
+        let sent = 0;
+        const pump = () => {
+          while (sent < GiB) {
+            sent += CHUNK.length;
+            if (!req.write(CHUNK)) return void req.once('drain', pump);
+          }
+          req.end();
+        };
+        pump();
+      });
+      expect(Number(uploadReply)).toBe(GiB);
+      // Download: the client reads 1 GiB.
+      const downloaded = await new Promise<number>((resolve, reject) => {
+        request({ host: '127.0.0.1', port: gw.port, path: '/down' }, (res) => {
+          let n = 0;
+          res.on('data', (c: Buffer) => (n += c.length));
+          res.on('end', () => resolve(n));
+          res.on('error', reject);
+        })
+          .on('error', reject)
+          .end();
+      });
+      expect(downloaded).toBe(GiB);
+      // 2 GiB went through; the gateway's peak memory grew by a small constant.
+      expect(gw.peakRssMiB() - baseline).toBeLessThan(96);
+    } finally {
+      gw.child.kill('SIGTERM');
+      await gw.exited;
+      up.closeAllConnections();
+      up.close();
+    }
+  }, 60_000);
+});
+
+describe('websockets', () => {
+  test('an upgrade is routed, gets gateway headers, and echoes through', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+    const seen: Array<Record<string, string | string[] | undefined>> = [];
+    wss.on('connection', (ws, req) => {
+      seen.push({ url: req.url, ...req.headers });
+      ws.on('message', (m) => ws.send(`echo:${m.toString()}`));
+    });
+    const wsPort = (wss.address() as AddressInfo).port;
+    const http = await startUpstream();
+    const gw = await startGateway(`
+upstreams: { live: { url: http://127.0.0.1:${wsPort} }, app: { url: ${http.url} } }
+routes:
+  - { name: app, path: /, upstream: app }
+  - { name: live, path: /api/live, upstream: live, stripPrefix: /api }
+  - { name: nows, path: /api/nows, upstream: live, websocket: false }
+`);
+    try {
+      const client = new WebSocket(`ws://127.0.0.1:${gw.port}/api/live/feed?room=1`, { headers: { 'x-forwarded-for': '6.6.6.6', 'x-request-id': 'ws-1' } });
+      const reply = await new Promise<string>((resolve, reject) => {
+        client.on('open', () => client.send('hello'));
+        client.on('message', (m) => resolve(m.toString()));
+        client.on('error', reject);
+      });
+      expect(reply).toBe('echo:hello');
+      expect(seen[0]).toMatchObject({ url: '/live/feed?room=1', 'x-forwarded-for': '127.0.0.1', 'x-request-id': 'ws-1' });
+      client.close();
+      const refused = new WebSocket(`ws://127.0.0.1:${gw.port}/api/nows`);
+      const status = await new Promise<number>((resolve) => refused.on('unexpected-response', (_req, res) => resolve(res.statusCode!)));
+      expect(status).toBe(404);
+      // Plain HTTP keeps working next to the upgraded connection.
+      expect((await send(gw.port, '/x')).status).toBe(200);
+    } finally {
+      await gw.stop();
+      await http.close();
+      await new Promise<void>((r) => wss.close(() => r()));
+    }
+  });
+});
+
+describe('lifecycle', () => {
+  test('SIGTERM stops accepting, finishes the in-flight slow request, then exits 0', async () => {
+    const slow = await startUpstream((_req, res) => setTimeout(() => res.end('finished'), 800));
+    const gw = await spawnGateway(writeTable(`
+upstreams: { slow: { url: ${slow.url} } }
+routes: [ { name: all, path: /, upstream: slow } ]
+`));
+    try {
+      const pending = send(gw.port, '/slow');
+      await until(() => slow.received.length === 1);
+      gw.child.kill('SIGTERM');
+      const r = await pending;
+      expect(r.status).toBe(200);
+      expect(r.body).toBe('finished');
+      expect(await gw.exited).toBe(0);
+      await expect(send(gw.port, '/after')).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      gw.child.kill('SIGKILL');
+      await slow.close();
+    }
+  });
+
+  test('the health path is served by the process and answers without an upstream', async () => {
+    const gw = await spawnGateway(writeTable(`
+server: { healthPath: /_gw/health }
+upstreams: { none: { url: http://127.0.0.1:9 } }
+routes: [ { name: all, path: /, upstream: none } ]
+`));
+    try {
+      const r = await send(gw.port, '/_gw/health');
+      expect(r.status).toBe(200);
+    } finally {
+      gw.child.kill('SIGTERM');
+      expect(await gw.exited).toBe(0);
+    }
+  });
+});

@@ -1,0 +1,262 @@
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { closedPort, json, send, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
+
+describe('request ids and tracing', () => {
+  let up: Upstream;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    up = await startUpstream();
+    gw = await startGateway(`
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+  });
+  afterAll(async () => {
+    await gw.stop();
+    await up.close();
+  });
+  beforeEach(() => (up.received.length = 0));
+
+  test('a sane client id is kept, sent upstream, returned and logged', async () => {
+    const r = await send(gw.port, '/a', { headers: { 'x-request-id': 'portal-42.abc' } });
+    expect(r.headers['x-request-id']).toBe('portal-42.abc');
+    expect(up.received[0]!.headers['x-request-id']).toBe('portal-42.abc');
+    await until(() => gw.logs.lines.some((l) => l.reqId === 'portal-42.abc' && l.msg === 'request'));
+    const line = gw.logs.lines.find((l) => l.reqId === 'portal-42.abc')!;
+    expect(line).toMatchObject({ method: 'GET', path: '/a', route: 'all', upstream: 'app', status: 200, aborted: false });
+    expect(typeof line.durationMs).toBe('number');
+    expect(line.bytes).toBeGreaterThan(0);
+  });
+
+  test.each([['has space'], ['x'.repeat(129)], ['tab\tin']])('an insane client id (%s) is replaced by a UUID', async (bad) => {
+    const r = await send(gw.port, '/b', { headers: { 'x-request-id': bad } });
+    expect(r.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(up.received[0]!.headers['x-request-id']).toBe(r.headers['x-request-id']);
+  });
+
+  test('a missing id is generated, on errors too', async () => {
+    const ok = await send(gw.port, '/c');
+    expect(ok.headers['x-request-id']).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/);
+    const bad = await send(gw.port, '/..');
+    expect(bad.headers['x-request-id']).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/);
+    expect(json(bad).error.requestId).toBe(bad.headers['x-request-id']);
+  });
+
+  test('traceparent is passed through when valid and created when absent', async () => {
+    const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await send(gw.port, '/t1', { headers: { traceparent: tp } });
+    const r = await send(gw.port, '/t2');
+    await send(gw.port, '/t3', { headers: { traceparent: 'garbage' } });
+    expect(up.received[0]!.headers.traceparent).toBe(tp);
+    const made = up.received[1]!.headers.traceparent as string;
+    expect(made).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    // The trace id is the request id's hex digits, so logs and traces line up.
+    expect(made.slice(3, 35)).toBe((r.headers['x-request-id'] as string).replace(/-/g, ''));
+    expect(up.received[2]!.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  });
+});
+
+describe('headers across the hop', () => {
+  let up: Upstream;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    up = await startUpstream((_req, res) => {
+      res.setHeader('Connection', 'keep-alive, X-Upstream-Secret');
+      res.setHeader('X-Upstream-Secret', 'internal');
+      res.setHeader('Keep-Alive', 'timeout=5');
+      res.setHeader('Proxy-Authenticate', 'Basic');
+      res.setHeader('Set-Cookie', ['a=1', 'b=2']);
+      res.setHeader('X-Request-Id', 'upstream-made-this');
+      res.end('ok');
+    });
+    gw = await startGateway(`
+server: { trustProxy: [10.9.0.0/16] }
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+  });
+  afterAll(async () => {
+    await gw.stop();
+    await up.close();
+  });
+  beforeEach(() => (up.received.length = 0));
+
+  test('hop-by-hop request headers, and those named in Connection, do not reach the upstream', async () => {
+    await send(gw.port, '/h', {
+      headers: { connection: 'keep-alive, X-Secret-Hop', 'x-secret-hop': '1', 'keep-alive': 'timeout=9', te: 'trailers', 'proxy-authorization': 'Basic eA==', 'x-kept': 'yes' },
+    });
+    const h = up.received[0]!.headers;
+    for (const name of ['x-secret-hop', 'keep-alive', 'te', 'proxy-authorization']) expect(h[name]).toBeUndefined();
+    expect(h.connection).not.toMatch(/secret/i);
+    expect(h['x-kept']).toBe('yes');
+  });
+
+  test('hop-by-hop response headers do not reach the client; repeated Set-Cookie survives', async () => {
+    const r = await send(gw.port, '/h');
+    expect(r.headers['x-upstream-secret']).toBeUndefined();
+    expect(r.headers['keep-alive']).not.toBe('timeout=5');
+    expect(r.headers['proxy-authenticate']).toBeUndefined();
+    expect(r.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+    expect(r.headers['x-request-id']).not.toBe('upstream-made-this');
+    expect(r.body).toBe('ok');
+  });
+
+  test('spoofed forwarding headers from an untrusted client are replaced, whatever their spelling', async () => {
+    await send(gw.port, '/f', {
+      headers: { 'x-forwarded-for': '6.6.6.6', x_forwarded_for: '6.6.6.6', 'X-Forwarded_Host': 'evil', 'x-forwarded-host': 'evil', 'x-real-ip': '6.6.6.6', forwarded: 'for=6.6.6.6', 'x-forwarded-proto': 'https', host: 'portal.example' },
+    });
+    const h = up.received[0]!.headers;
+    expect(h['x-forwarded-for']).toBe('127.0.0.1');
+    expect(h['x-forwarded-host']).toBe('portal.example');
+    expect(h['x-forwarded-proto']).toBe('http');
+    expect(h['x_forwarded_for']).toBeUndefined();
+    expect(h['x-forwarded_host']).toBeUndefined();
+    expect(h['x-real-ip']).toBeUndefined();
+    expect(h.forwarded).toBeUndefined();
+    expect(JSON.stringify(up.received[0]!.rawHeaders)).not.toContain('6.6.6.6');
+  });
+
+  test('the client Host is preserved by default', async () => {
+    await send(gw.port, '/host', { headers: { host: 'portal.example:8443' } });
+    expect(up.received[0]!.headers.host).toBe('portal.example:8443');
+  });
+
+  test('a trusted proxy in front may pass the client address on', async () => {
+    const trusting = await startGateway(`
+server: { trustProxy: [127.0.0.1] }
+upstreams: { app: { url: ${up.url}, preserveHost: false } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+    try {
+      await send(trusting.port, '/t', { headers: { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', host: 'portal.example' } });
+      const h = up.received[0]!.headers;
+      expect(h['x-forwarded-for']).toBe('203.0.113.7, 127.0.0.1');
+      expect(h['x-forwarded-proto']).toBe('https');
+      expect(h.host).toBe(`127.0.0.1:${up.port}`);
+    } finally {
+      await trusting.stop();
+    }
+  });
+
+  test('huge request headers are refused with 431 and never reach the upstream', async () => {
+    const r = await send(gw.port, '/big', { headers: { 'x-big': 'a'.repeat(20_000) } });
+    expect(r.status).toBe(431);
+    expect(up.received).toHaveLength(0);
+  });
+});
+
+describe('upstream failures', () => {
+  test('a refused connection is a 502 JSON error with the request id, and the gateway keeps serving', async () => {
+    const port = await closedPort();
+    const gw = await startGateway(`
+upstreams: { dead: { url: http://127.0.0.1:${port} } }
+routes: [ { name: all, path: /, upstream: dead } ]
+`);
+    try {
+      const r = await send(gw.port, '/x', { headers: { 'x-request-id': 'r-502' } });
+      expect(r.status).toBe(502);
+      expect(json(r)).toEqual({ error: { code: 'UPSTREAM_CONNECT_FAILED', message: expect.any(String), requestId: 'r-502' } });
+      const again = await send(gw.port, '/x');
+      expect(again.status).toBe(502);
+      await until(() => gw.logs.lines.some((l) => l.reqId === 'r-502' && l.msg === 'upstream request failed'));
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test('an upstream that sends no headers within timeoutMs gets a 504', async () => {
+    const hang = await startUpstream(() => {
+      /* never answers */
+    });
+    const gw = await startGateway(`
+upstreams: { slow: { url: ${hang.url}, timeoutMs: 300 } }
+routes: [ { name: all, path: /, upstream: slow } ]
+`);
+    try {
+      const t0 = Date.now();
+      const r = await send(gw.port, '/x');
+      expect(r.status).toBe(504);
+      expect(json(r).error.code).toBe('UPSTREAM_TIMEOUT');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    } finally {
+      await gw.stop();
+      await hang.close();
+    }
+  });
+
+  test('an upstream that dies mid-body truncates the response instead of hanging it', async () => {
+    const cut = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-length': '1000' });
+      res.write('partial');
+      setTimeout(() => res.socket!.destroy(), 50);
+    });
+    const gw = await startGateway(`
+upstreams: { cut: { url: ${cut.url} } }
+routes: [ { name: all, path: /, upstream: cut } ]
+`);
+    try {
+      await expect(send(gw.port, '/x')).rejects.toThrow();
+      const r = await send(gw.port, '/healthz');
+      expect(r.status).toBe(200);
+    } finally {
+      await gw.stop();
+      await cut.close();
+    }
+  });
+
+  test('a client that goes away closes the upstream request', async () => {
+    let upstreamClosed = false;
+    const hang = await startUpstream(
+      (req, res) => {
+        res.on('close', () => (upstreamClosed = true));
+        void req;
+      },
+      { recordBody: false },
+    );
+    const gw = await startGateway(`
+upstreams: { slow: { url: ${hang.url}, timeoutMs: 30000 } }
+routes: [ { name: all, path: /, upstream: slow } ]
+`);
+    try {
+      const req = request({ host: '127.0.0.1', port: gw.port, path: '/wait', agent: false });
+      req.on('error', () => undefined);
+      req.end();
+      await until(() => hang.received.length === 1);
+      req.destroy();
+      await until(() => upstreamClosed, 3000);
+      await until(() => gw.logs.lines.some((l) => l.msg === 'request' && l.aborted === true));
+      expect(gw.gw.inFlightRequests).toBe(0);
+    } finally {
+      await gw.stop();
+      await hang.close();
+    }
+  });
+
+  test('a client aborting mid-upload closes the upstream request', async () => {
+    let upstreamClosed = false;
+    const sink = await startUpstream(
+      (req, res) => {
+        req.on('data', () => undefined);
+        req.on('close', () => (upstreamClosed = true));
+        void res;
+      },
+      { recordBody: false },
+    );
+    const gw = await startGateway(`
+upstreams: { sink: { url: ${sink.url} } }
+routes: [ { name: all, path: /, upstream: sink } ]
+`);
+    try {
+      const sock = connect(gw.port, '127.0.0.1');
+      await new Promise<void>((r) => sock.once('connect', () => r()));
+      sock.write('POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n' + 'a'.repeat(1000));
+      await until(() => sink.received.length === 1);
+      sock.destroy();
+      await until(() => upstreamClosed, 3000);
+    } finally {
+      await gw.stop();
+      await sink.close();
+    }
+  });
+});
