@@ -36,7 +36,7 @@ process.on('SIGTERM', stop);
 
 run('monolith', join(__dirname, 'monolith.js'), [], { PORT: '3000' });
 run('users', join(__dirname, 'users.js'), [], { PORT: '4001' });
-run('gateway', join(root, 'dist', 'src', 'cli', 'index.js'), ['start', '--config', join(root, 'routes.yaml')], { LOG_FORMAT: 'pretty' });
+run('gateway', join(root, 'dist', 'src', 'cli', 'index.js'), ['start', '--config', join(root, 'routes.yaml')], { STRANGLER_LOG_FORMAT: 'pretty' });
 
 setTimeout(() => {
   process.stdout.write(`

@@ -14,6 +14,8 @@ export interface GatewayOptions {
   host?: string;
   /** Environment for `${VAR}` interpolation. */
   env?: NodeJS.ProcessEnv;
+  /** Overrides `log.format` (STRANGLER_LOG_FORMAT in the environment). */
+  logFormat?: 'json' | 'pretty';
   /** Log destinations (tests capture logs here). */
   logOutputs?: LogOutputs;
 }
@@ -45,7 +47,8 @@ export class Gateway implements PipelineHost {
     loaded: LoadedTable,
     private readonly options: GatewayOptions,
   ) {
-    this.loggers = createLoggers(loaded.config.log, options.logOutputs);
+    const logConfig = options.logFormat ? { ...loaded.config.log, format: options.logFormat } : loaded.config.log;
+    this.loggers = createLoggers(logConfig, options.logOutputs);
     this.log = this.loggers.root;
     this.accessLog = this.loggers.access;
     this.table = activate(loaded, this.log);

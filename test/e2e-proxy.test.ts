@@ -260,3 +260,48 @@ routes: [ { name: all, path: /, upstream: sink } ]
     }
   });
 });
+
+describe('connections and secrets', () => {
+  test('upstream connections are kept alive and reused across requests', async () => {
+    const ports: number[] = [];
+    const up = await startUpstream((req, res) => {
+      ports.push(req.socket.remotePort!);
+      res.end('ok');
+    });
+    const gw = await startGateway(`
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+    try {
+      for (let i = 0; i < 5; i++) await send(gw.port, `/k${i}`);
+      expect(new Set(ports).size).toBe(1);
+      expect(up.received[0]!.headers.connection).toBe('keep-alive');
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+
+  test('credentials sent by the client never appear in the logs', async () => {
+    const up = await startUpstream((_req, res) => {
+      res.setHeader('set-cookie', 'session=upstream-cookie-value');
+      res.end('ok');
+    });
+    const gw = await startGateway(`
+log: { level: debug }
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+    try {
+      await send(gw.port, '/s?token=query-secret-value', { headers: { authorization: 'Bearer header-secret-value', cookie: 'sid=cookie-secret-value' } });
+      await until(() => gw.logs.lines.some((l) => l.msg === 'request'));
+      const text = gw.logs.text();
+      for (const secret of ['header-secret-value', 'cookie-secret-value', 'upstream-cookie-value', 'query-secret-value']) expect(text).not.toContain(secret);
+      // The credentials still went upstream unchanged.
+      expect(up.received[0]!.headers.authorization).toBe('Bearer header-secret-value');
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+});

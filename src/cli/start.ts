@@ -9,7 +9,9 @@ export async function runGateway(configPath: string): Promise<Gateway> {
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
     throw new Error(`PORT="${process.env.PORT}" is not a port number`);
   }
-  const gw = await Gateway.start({ configPath, port, env: process.env });
+  const format = process.env.STRANGLER_LOG_FORMAT;
+  if (format !== undefined && format !== 'json' && format !== 'pretty') throw new Error(`STRANGLER_LOG_FORMAT="${format}" must be json or pretty`);
+  const gw = await Gateway.start({ configPath, port, env: process.env, logFormat: format });
   let signalled = false;
   const shutdown = (signal: string) => {
     if (signalled) return;

@@ -46,12 +46,12 @@ export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers
   const base = { level: cfg.level, redact: { paths: REDACT, censor: '***' }, base: { pid: process.pid } };
   const asyncStdout = () => pino.destination({ dest: 1, sync: false });
   let mainDest: DestinationStream;
-  if (outputs.main) mainDest = outputs.main;
-  else if (wantsPretty(cfg)) {
+  if (wantsPretty(cfg)) {
+    // Loaded only when wanted: a developer's terminal, never production.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const pretty = require('pino-pretty') as (o: object) => DestinationStream;
-    mainDest = pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
-  } else mainDest = asyncStdout();
+    mainDest = pretty({ colorize: !outputs.main, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', destination: outputs.main ?? 1 });
+  } else mainDest = outputs.main ?? asyncStdout();
   const root = pino(base, mainDest);
 
   let access: Logger | null = null;
