@@ -7,5 +7,6 @@ module.exports = {
   maxWorkers: 2,
   testTimeout: 20000,
   globalSetup: '<rootDir>/test/globalSetup.ts',
+  reporters: ['default', '<rootDir>/test/summaryReporter.js'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
 };
