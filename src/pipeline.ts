@@ -5,6 +5,7 @@ import { rawErrorResponse, sendError, type ErrorCode } from './core/errors';
 import { splitTarget, normalizePath } from './core/path';
 import { attachState, RequestState, stateOf } from './core/state';
 import type { Logger } from './observability/logger';
+import type { GatewayMetrics } from './observability/metrics';
 import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
 import { prepareUpstreamHeaders } from './proxy/headers';
 import { abortUpstream } from './proxy/upstream';
@@ -18,6 +19,7 @@ export interface PipelineHost {
   readonly log: Logger;
   readonly accessLog: Logger | null;
   readonly draining: boolean;
+  readonly metrics: GatewayMetrics | undefined;
   requestStarted(): void;
   requestFinished(): void;
   socketUpgraded(socket: Duplex): void;
@@ -42,6 +44,12 @@ export function createPipeline(host: PipelineHost): Pipeline {
     if (!state) return;
     const aborted = !this.writableFinished;
     if (aborted) abortUpstream(state);
+    const ms = performance.now() - state.startedAt;
+    const metrics = host.metrics;
+    if (metrics !== undefined) {
+      metrics.request(state.route, state.upstream, this.statusCode, ms / 1000);
+      if (state.errorCode !== undefined && state.upstream !== undefined && state.errorCode.startsWith('UPSTREAM_')) metrics.upstreamError(state.upstream, state.errorCode);
+    }
     const access = host.accessLog;
     if (access === null) return;
     access.info(
@@ -52,7 +60,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
         route: state.route,
         upstream: state.upstream,
         status: this.statusCode,
-        durationMs: Math.round((performance.now() - state.startedAt) * 100) / 100,
+        durationMs: Math.round(ms * 100) / 100,
         bytes: this.req.socket.bytesWritten - state.socketBytesAtStart,
         aborted,
         error: state.errorCode,

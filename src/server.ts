@@ -1,16 +1,22 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { formatProblem, loadTableFile, type ConfigProblem, type LoadedTable } from './config/load';
+import { createAdminApp, type AdminControl, type CandidateCheck, type ReloadError, type ReloadOutcome } from './admin/app';
+import { formatProblem, loadTableFile, loadTableText, type ConfigProblem, type LoadedTable } from './config/load';
+import { TableWatcher } from './config/watch';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
+import { GatewayMetrics } from './observability/metrics';
 import { createPipeline, type PipelineHost } from './pipeline';
-import { activate, type ActiveTable } from './table';
+import { diffTables, summarize } from './routing/diff';
+import { activate, retiredPools, type ActiveTable } from './table';
 
 export interface GatewayOptions {
   /** Route table file. */
   configPath: string;
-  /** Overrides `server.port` (PORT in the environment does the same through `fromEnvironment`). */
+  /** Overrides `server.port` (the CLI passes PORT from the environment). */
   port?: number;
+  /** Overrides `admin.port`. */
+  adminPort?: number;
   host?: string;
   /** Environment for `${VAR}` interpolation. */
   env?: NodeJS.ProcessEnv;
@@ -31,9 +37,13 @@ export class ConfigError extends Error {
  * The running gateway: builds everything from the route table, owns the
  * listening socket and the lifecycle (start, drain, stop).
  */
-export class Gateway implements PipelineHost {
+export class Gateway implements PipelineHost, AdminControl {
   table: ActiveTable;
   draining = false;
+  lastReloadError: ReloadError | undefined;
+  readonly metrics: GatewayMetrics;
+  private admin: Server | undefined;
+  private watcher: TableWatcher | undefined;
   readonly log: Logger;
   readonly accessLog: Logger | null;
   private readonly loggers: Loggers;
@@ -52,6 +62,11 @@ export class Gateway implements PipelineHost {
     this.log = this.loggers.root;
     this.accessLog = this.loggers.access;
     this.table = activate(loaded, this.log);
+    this.metrics = new GatewayMetrics(
+      () => [...this.table.pools.values()].map((p) => ({ upstream: p.name, open: p.openConnections() })),
+      () => this.inFlight,
+    );
+    this.metrics.activeVersion(loaded.version);
     const s = loaded.config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
@@ -76,7 +91,82 @@ export class Gateway implements PipelineHost {
     if (!result.ok) throw new ConfigError(result.problems);
     const gw = new Gateway(result.table, options);
     await gw.listen();
+    await gw.listenAdmin();
+    gw.watch();
     return gw;
+  }
+
+  private async listenAdmin(): Promise<void> {
+    const cfg = this.table.config.admin;
+    if (!cfg) return;
+    const admin = createServer(createAdminApp(this).callback());
+    this.admin = admin;
+    await new Promise<void>((resolve, reject) => {
+      admin.once('error', reject);
+      admin.listen(this.options.adminPort ?? cfg.port, cfg.host, () => {
+        admin.off('error', reject);
+        resolve();
+      });
+    });
+    this.log.info({ port: this.adminPort, host: cfg.host, token: cfg.token ? 'required' : 'none (loopback)' }, 'admin API listening');
+  }
+
+  private watch(): void {
+    const r = this.table.config.reload;
+    if (!r.watch) return;
+    this.watcher = new TableWatcher(this.options.configPath, () => this.reload('file change'), r.debounceMs, r.pollIntervalMs);
+    this.watcher.start();
+  }
+
+  get adminPort(): number | undefined {
+    return this.admin ? (this.admin.address() as AddressInfo).port : undefined;
+  }
+
+  /**
+   * Re-reads the route table file. A valid new version is swapped in atomically
+   * (each request keeps the table it started with); an invalid one changes
+   * nothing but the reported error. Never throws.
+   */
+  reload(trigger: string): ReloadOutcome {
+    const current = this.table;
+    const result = loadTableFile(this.options.configPath, this.options.env ?? process.env);
+    if (!result.ok) {
+      this.lastReloadError = { at: new Date().toISOString(), trigger, problems: result.problems };
+      this.metrics.reload('failed');
+      this.log.error({ trigger, version: current.version, problems: result.problems.map(formatProblem) }, `route table rejected, still serving version ${current.version}`);
+      return { outcome: 'failed', version: current.version, problems: result.problems };
+    }
+    this.lastReloadError = undefined;
+    if (result.table.version === current.version) {
+      this.metrics.reload('unchanged');
+      this.log.debug({ trigger, version: current.version }, 'route table unchanged');
+      return { outcome: 'unchanged', version: current.version };
+    }
+    const next = activate(result.table, this.log, current);
+    const changes = summarize(diffTables(current.config, next.config));
+    this.table = next;
+    this.metrics.tableChanged();
+    this.metrics.activeVersion(next.version);
+    this.metrics.reload('applied');
+    for (const pool of retiredPools(current, next)) pool.retire();
+    this.log.info({ trigger, version: next.version, previousVersion: current.version, changes }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
+    return { outcome: 'applied', version: next.version, previousVersion: current.version, changes };
+  }
+
+  checkCandidate(yaml: string): CandidateCheck {
+    const result = loadTableText(yaml, '<candidate>', this.options.env ?? process.env);
+    if (!result.ok) return { valid: false, problems: result.problems };
+    return { valid: true, version: result.table.version, changes: summarize(diffTables(this.table.config, result.table.config)) };
+  }
+
+  upstreamStates(): Array<Record<string, unknown>> {
+    return [...this.table.pools.values()].map((p) => ({
+      name: p.name,
+      url: p.config.url,
+      timeoutMs: p.config.timeoutMs,
+      openConnections: p.openConnections(),
+      busyConnections: p.busyConnections(),
+    }));
   }
 
   private listen(): Promise<void> {
@@ -132,6 +222,7 @@ export class Gateway implements PipelineHost {
 
   private async drainAndClose(): Promise<void> {
     this.draining = true;
+    this.watcher?.stop();
     const timeoutMs = this.table.config.server.drainTimeoutMs;
     this.log.info({ inFlight: this.inFlight, timeoutMs }, 'draining');
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -147,6 +238,13 @@ export class Gateway implements PipelineHost {
     for (const socket of this.upgraded) socket.destroy();
     this.server.closeAllConnections();
     await closed;
+    if (this.admin) {
+      const admin = this.admin;
+      await new Promise<void>((resolve) => {
+        admin.close(() => resolve());
+        admin.closeAllConnections();
+      });
+    }
     for (const pool of this.table.pools.values()) pool.close();
     this.log.info('stopped');
     this.loggers.flush();

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { formatProblem, loadTableFile } from '../config/load';
+import { diffTables, summarize } from '../routing/diff';
 import { explain } from '../routing/explain';
 import { runGateway } from './start';
 
@@ -9,6 +10,7 @@ const USAGE = `Usage:
   strangler validate FILE                    check a route table: OK, or FILE:LINE:COL problems
   strangler explain --config FILE METHOD PATH [-H 'Name: value']...
                                              show which route and upstream would serve a request
+  strangler diff OLD.yaml NEW.yaml           what an edit changes, in words (exit 1 if NEW is invalid)
 `;
 
 function fail(message: string, code = 2): never {
@@ -56,6 +58,22 @@ function explainCommand(args: string[]): void {
   process.stdout.write(JSON.stringify(explain(result.table.config, method, target, headers), null, 2) + '\n');
 }
 
+function diff(args: string[]): void {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  const [oldFile, newFile] = positionals;
+  if (!oldFile || !newFile) fail(`strangler diff: OLD and NEW files are required\n\n${USAGE}`);
+  const before = loadTableFile(oldFile, process.env);
+  const after = loadTableFile(newFile, process.env);
+  if (!after.ok || !before.ok) {
+    const problems = [...(before.ok ? [] : before.problems), ...(after.ok ? [] : after.problems)];
+    process.stdout.write(problems.map(formatProblem).join('\n') + '\n');
+    process.exitCode = 1;
+    return;
+  }
+  const lines = summarize(diffTables(before.table.config, after.table.config));
+  process.stdout.write(lines.length ? lines.join('\n') + '\n' : 'no changes\n');
+}
+
 function start(args: string[]): void {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   runGateway(configPath(values.config)).catch((err: Error) => fail(err.message, 1));
@@ -72,6 +90,9 @@ try {
       break;
     case 'explain':
       explainCommand(rest);
+      break;
+    case 'diff':
+      diff(rest);
       break;
     case undefined:
     case 'help':

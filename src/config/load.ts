@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Document, isMap, isNode, isPair, isScalar, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { LogSchema, RouteSchema, RouteTableSchema, ServerSchema, type RouteTableConfig } from './schema';
+import { LogSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, type RouteTableConfig } from './schema';
 import { checkSemantics } from './semantics';
 
 /** One problem in a route table, located in the file as `FILE:LINE:COL message`. */
@@ -205,6 +205,7 @@ function partialTable(raw: unknown): RouteTableConfig | undefined {
     upstreams: r.upstreams as RouteTableConfig['upstreams'],
     routes: routes as RouteTableConfig['routes'],
     log: LogSchema.parse({}),
+    reload: ReloadSchema.parse({}),
   };
 }
 

@@ -109,8 +109,29 @@ export const LogSchema = z.strictObject({
   access: z.string().min(1).default('stdout'),
 });
 
+export const AdminSchema = z.strictObject({
+  port: int(0, 65535).default(9901),
+  /** Loopback by default: the admin API changes routing. */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** `Authorization: Bearer <token>`; required unless host is loopback. Shown as *** everywhere. */
+  token: z.string().min(1).optional(),
+  /** Largest body accepted by POST /routes/validate. */
+  maxBodyBytes: int(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
+});
+
+export const ReloadSchema = z.strictObject({
+  /** Watch the route table file and apply valid edits automatically. */
+  watch: bool.default(true),
+  /** Bursts of file events within this window are one reload. */
+  debounceMs: int(0, 60_000).default(150),
+  /** A stat check on this interval catches edits that file events miss (network and container mounts). 0 disables. */
+  pollIntervalMs: int(0, 600_000).default(2_000),
+});
+
 export const RouteTableSchema = z.strictObject({
   server: ServerSchema.default(() => ServerSchema.parse({})),
+  admin: AdminSchema.optional(),
+  reload: ReloadSchema.default(() => ReloadSchema.parse({})),
   log: LogSchema.default(() => LogSchema.parse({})),
   upstreams: z.record(name, UpstreamSchema).refine((u) => Object.keys(u).length > 0, 'declare at least one upstream'),
   routes: z.array(RouteSchema),
@@ -120,4 +141,6 @@ export type ServerConfig = z.infer<typeof ServerSchema>;
 export type UpstreamConfig = z.infer<typeof UpstreamSchema>;
 export type RouteConfig = z.infer<typeof RouteSchema>;
 export type LogConfig = z.infer<typeof LogSchema>;
+export type AdminConfig = z.infer<typeof AdminSchema>;
+export type ReloadConfig = z.infer<typeof ReloadSchema>;
 export type RouteTableConfig = z.infer<typeof RouteTableSchema>;

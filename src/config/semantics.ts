@@ -14,6 +14,10 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
   if (normalizePath(health) !== health) {
     problems.push(map.problem(['server', 'healthPath'], `server.healthPath: "${health}" is not a normalised path`));
   }
+  const admin = table.admin;
+  if (admin && admin.token === undefined && !isLoopback(admin.host)) {
+    problems.push(map.problem(['admin', 'host'], `admin.host: "${admin.host}" is reachable from other machines, so admin.token is required`));
+  }
   table.server.trustProxy.forEach((entry, i) => {
     if (!isIpOrCidr(entry)) problems.push(map.problem(['server', 'trustProxy', i], `server.trustProxy: "${entry}" is not an IP address or CIDR`));
   });
@@ -72,6 +76,10 @@ export function isSegmentPrefix(prefix: string, path: string): boolean {
   if (prefix === '/') return true;
   const p = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
   return path === p || path.startsWith(p + '/');
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 function isIpOrCidr(entry: string): boolean {

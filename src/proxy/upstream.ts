@@ -20,6 +20,7 @@ export class UpstreamPool {
   private readonly proxy: httpProxy;
   private readonly target: { protocol: string; host: string; hostname: string; port: string; path: string };
   private readonly timeoutMs: number;
+  retired = false;
 
   constructor(
     readonly name: string,
@@ -86,9 +87,34 @@ export class UpstreamPool {
     return n;
   }
 
-  /** Releases the pool: idle sockets close now, busy ones when their request ends. */
+  /** Connections carrying a request now. */
+  busyConnections(): number {
+    let n = 0;
+    for (const list of Object.values(this.agent.sockets)) n += list?.length ?? 0;
+    return n;
+  }
+
+  /** Closes every connection now (shutdown, after draining). */
   close(): void {
     this.agent.destroy();
+  }
+
+  /**
+   * The upstream left the route table (or its settings changed): idle
+   * connections close now; busy ones finish their request first, so a reload
+   * never cuts a request in flight.
+   */
+  retire(): void {
+    this.retired = true;
+    const sweep = () => {
+      for (const list of Object.values(this.agent.freeSockets)) for (const s of list ?? []) s.destroy();
+      if (this.busyConnections() === 0) {
+        this.agent.destroy();
+        return;
+      }
+      setTimeout(sweep, 500).unref();
+    };
+    sweep();
   }
 
   fail(state: RequestState, target: ServerResponse | Duplex, code: ErrorCode, err?: NodeJS.ErrnoException): void {

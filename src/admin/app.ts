@@ -1,0 +1,170 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import Koa from 'koa';
+import Router from 'koa-router';
+import { formatProblem, type ConfigProblem } from '../config/load';
+import type { RouteTableConfig } from '../config/schema';
+import type { GatewayMetrics } from '../observability/metrics';
+import type { ActiveTable } from '../table';
+
+export interface ReloadError {
+  at: string;
+  trigger: string;
+  problems: ConfigProblem[];
+}
+
+export type ReloadOutcome =
+  | { outcome: 'applied'; version: string; previousVersion: string; changes: string[] }
+  | { outcome: 'unchanged'; version: string }
+  | { outcome: 'failed'; version: string; problems: ConfigProblem[] };
+
+export type CandidateCheck = { valid: true; version: string; changes: string[] } | { valid: false; problems: ConfigProblem[] };
+
+/** What the admin API may see and do; the Gateway implements it. */
+export interface AdminControl {
+  readonly table: ActiveTable;
+  readonly lastReloadError: ReloadError | undefined;
+  readonly draining: boolean;
+  readonly metrics: GatewayMetrics;
+  reload(trigger: string): ReloadOutcome;
+  checkCandidate(yaml: string): CandidateCheck;
+  upstreamStates(): Array<Record<string, unknown>>;
+}
+
+const SECRET_KEYS = /^(token|secret|password|passphrase|apikey|api_key|privatekey|private_key|clientsecret|client_secret)$/i;
+
+/** A copy of the table with every secret-named value shown as `***`. */
+export function redactConfig(config: RouteTableConfig): unknown {
+  return JSON.parse(JSON.stringify(config), (key, value: unknown) => (SECRET_KEYS.test(key) && value !== undefined && value !== null ? '***' : value));
+}
+
+function problemsJson(problems: ConfigProblem[]) {
+  return problems.map((p) => ({ line: p.line, col: p.col, message: p.message, text: formatProblem(p) }));
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) return Promise.reject(new HttpError(413, 'BODY_TOO_LARGE', `body over ${limit} bytes`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new HttpError(413, 'BODY_TOO_LARGE', `body over ${limit} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const buf = Buffer.concat(chunks);
+      const text = buf.toString('utf8');
+      if (Buffer.byteLength(text) !== buf.length || text.includes('\uFFFD')) reject(new HttpError(400, 'BAD_BODY', 'body is not valid UTF-8'));
+      else resolve(text);
+    });
+    req.on('error', reject);
+  });
+}
+
+function sameToken(given: string, expected: string): boolean {
+  // Hash first: equal-length inputs for timingSafeEqual, and no length leak.
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/**
+ * The admin API: a koa app on its own port (loopback by default). Read-only
+ * views of the live table and upstreams, validation of candidate tables,
+ * reloads, health and Prometheus metrics.
+ */
+export function createAdminApp(control: AdminControl): Koa {
+  const app = new Koa();
+  const router = new Router();
+
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) throw new HttpError(404, 'NOT_FOUND', `no admin endpoint ${ctx.method} ${ctx.path}`);
+    } catch (err) {
+      const e = err instanceof HttpError ? err : new HttpError((err as { status?: number }).status ?? 500, 'ADMIN_ERROR', (err as Error).message);
+      ctx.status = e.status;
+      ctx.body = { error: { code: e.code, message: e.status >= 500 ? 'admin request failed' : e.message } };
+      if (e.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="strangler-admin"');
+    }
+  });
+
+  // Health and readiness answer without a token: orchestrators probe them.
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', (ctx) => {
+    const ready = !control.draining;
+    ctx.status = ready ? 200 : 503;
+    ctx.body = { status: ready ? 'ready' : 'draining', version: control.table.version };
+  });
+
+  const requireToken: Koa.Middleware = async (ctx, next) => {
+    // Read per request from the live table, so a token rotation applies on reload.
+    const expected = control.table.config.admin?.token;
+    if (expected !== undefined) {
+      const header = ctx.get('authorization');
+      const m = /^Bearer\s+(.+)$/i.exec(header);
+      if (!m || !sameToken(m[1]!.trim(), expected)) throw new HttpError(401, 'UNAUTHORIZED', 'missing or wrong admin token');
+    }
+    await next();
+  };
+
+  router.get('/routes', requireToken, (ctx) => {
+    const t = control.table;
+    ctx.body = {
+      version: t.version,
+      loadedAt: t.loadedAt.toISOString(),
+      source: t.source,
+      lastReloadError: control.lastReloadError ? { ...control.lastReloadError, problems: problemsJson(control.lastReloadError.problems) } : null,
+      ...(redactConfig(t.config) as object),
+    };
+  });
+
+  router.post('/routes/validate', requireToken, async (ctx) => {
+    const limit = control.table.config.admin?.maxBodyBytes ?? 4 * 1024 * 1024;
+    const body = await readBody(ctx.req, limit);
+    if (body.trim() === '') throw new HttpError(400, 'EMPTY_BODY', 'send the candidate route table (YAML) as the request body');
+    const result = control.checkCandidate(body);
+    ctx.status = result.valid ? 200 : 422;
+    ctx.body = result.valid ? result : { valid: false, problems: problemsJson(result.problems) };
+  });
+
+  router.post('/reload', requireToken, (ctx) => {
+    const result = control.reload('admin');
+    ctx.status = result.outcome === 'failed' ? 422 : 200;
+    ctx.body = result.outcome === 'failed' ? { ...result, problems: problemsJson(result.problems) } : result;
+  });
+
+  router.get('/upstreams', requireToken, (ctx) => {
+    ctx.body = { version: control.table.version, upstreams: control.upstreamStates() };
+  });
+
+  router.get('/metrics', requireToken, async (ctx) => {
+    ctx.type = control.metrics.registry.contentType;
+    ctx.body = await control.metrics.text();
+  });
+
+  app.use(router.routes());
+  app.use(router.allowedMethods({ throw: true }));
+  app.on('error', () => {
+    // Errors are answered by the middleware above; koa's default would print stack traces to stderr.
+  });
+  return app;
+}

@@ -1,0 +1,104 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+const NO_ROUTE = '(none)';
+
+interface SeriesByClass {
+  requests: Counter.Internal[];
+  duration: Array<Histogram.Internal<'route' | 'upstream' | 'status_class'>>;
+}
+
+/**
+ * The gateway's Prometheus metrics, in a registry of its own. Labels are
+ * bounded: route and upstream names come from the table, status is a class,
+ * never a raw path. Children are looked up once per route and status class and
+ * kept, so recording a request is two property reads and two increments.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'upstream' | 'status_class'>;
+  private readonly duration: Histogram<'route' | 'upstream' | 'status_class'>;
+  readonly inFlight: Gauge;
+  private readonly upstreamErrors: Counter<'upstream' | 'kind'>;
+  private readonly reloads: Counter<'outcome'>;
+  private readonly configVersion: Gauge<'version'>;
+  private readonly lastReload: Gauge<'outcome'>;
+  private readonly series = new Map<string, SeriesByClass>();
+
+  constructor(openConnections: () => Array<{ upstream: string; open: number }>, inFlight: () => number) {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'strangler_requests_total', help: 'Requests answered, by route, upstream and status class', labelNames: ['route', 'upstream', 'status_class'], registers });
+    this.duration = new Histogram({
+      name: 'strangler_request_duration_seconds',
+      help: 'Time from request to response close, by route, upstream and status class',
+      labelNames: ['route', 'upstream', 'status_class'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    // Read when scraped: the request path pays nothing for it.
+    this.inFlight = new Gauge({
+      name: 'strangler_requests_in_flight',
+      help: 'Requests being handled now',
+      registers,
+      collect() {
+        this.set(inFlight());
+      },
+    });
+    this.upstreamErrors = new Counter({ name: 'strangler_upstream_errors_total', help: 'Failed upstream requests, by upstream and kind (the error code)', labelNames: ['upstream', 'kind'], registers });
+    this.reloads = new Counter({ name: 'strangler_config_reloads_total', help: 'Route table reload attempts, by outcome (applied, unchanged, failed)', labelNames: ['outcome'], registers });
+    this.configVersion = new Gauge({ name: 'strangler_config_version_info', help: 'The active route table version (content hash) as a label; value 1', labelNames: ['version'], registers });
+    this.lastReload = new Gauge({ name: 'strangler_config_last_reload_timestamp_seconds', help: 'When the last reload attempt with this outcome happened', labelNames: ['outcome'], registers });
+    new Gauge({
+      name: 'strangler_upstream_open_connections',
+      help: 'Open connections to each upstream (busy and idle keep-alive)',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { upstream, open } of openConnections()) this.set({ upstream }, open);
+      },
+    });
+    collectDefaultMetrics({ register: this.registry, prefix: 'strangler_' });
+    for (const outcome of ['applied', 'unchanged', 'failed']) this.reloads.inc({ outcome }, 0);
+  }
+
+  /** Records one finished request. */
+  request(route: string | undefined, upstream: string | undefined, status: number, seconds: number): void {
+    const key = route === undefined ? NO_ROUTE : route;
+    let s = this.series.get(key);
+    if (s === undefined) {
+      const labels = { route: key, upstream: upstream ?? NO_ROUTE };
+      s = {
+        requests: STATUS_CLASSES.map((c) => this.requests.labels({ ...labels, status_class: c })),
+        duration: STATUS_CLASSES.map((c) => this.duration.labels({ ...labels, status_class: c })),
+      };
+      this.series.set(key, s);
+    }
+    const cls = status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : 4;
+    s.requests[cls]!.inc();
+    s.duration[cls]!.observe(seconds);
+  }
+
+  upstreamError(upstream: string, kind: string): void {
+    this.upstreamErrors.inc({ upstream, kind });
+  }
+
+  reload(outcome: 'applied' | 'unchanged' | 'failed'): void {
+    this.reloads.inc({ outcome });
+    this.lastReload.set({ outcome }, Date.now() / 1000);
+  }
+
+  activeVersion(version: string): void {
+    this.configVersion.reset();
+    this.configVersion.set({ version }, 1);
+  }
+
+  /** A route table swap may change a route's upstream: drop cached children so labels stay true. */
+  tableChanged(): void {
+    this.series.clear();
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
