@@ -8,8 +8,9 @@ import type { Logger } from './observability/logger';
 import type { GatewayMetrics } from './observability/metrics';
 import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
 import { prepareUpstreamHeaders } from './proxy/headers';
-import { abortUpstream } from './proxy/upstream';
-import { hostForMatching, upstreamPathFor } from './routing/compile';
+import { classifyError } from './proxy/upstream';
+import { Exchange, type DispatchEvents } from './dispatch';
+import { fallbackPathFor, hostForMatching, upstreamPathFor } from './routing/compile';
 import type { ActiveTable } from './table';
 
 /** What the request path needs from the running gateway. */
@@ -20,6 +21,7 @@ export interface PipelineHost {
   readonly accessLog: Logger | null;
   readonly draining: boolean;
   readonly metrics: GatewayMetrics | undefined;
+  readonly dispatchEvents: DispatchEvents;
   requestStarted(): void;
   requestFinished(): void;
   socketUpgraded(socket: Duplex): void;
@@ -43,12 +45,12 @@ export function createPipeline(host: PipelineHost): Pipeline {
     host.requestFinished();
     if (!state) return;
     const aborted = !this.writableFinished;
-    if (aborted) abortUpstream(state);
+    state.exchange?.closed(aborted);
     const ms = performance.now() - state.startedAt;
     const metrics = host.metrics;
     if (metrics !== undefined) {
       metrics.request(state.route, state.upstream, this.statusCode, ms / 1000);
-      if (state.errorCode !== undefined && state.upstream !== undefined && state.errorCode.startsWith('UPSTREAM_')) metrics.upstreamError(state.upstream, state.errorCode);
+      if (state.errorCode !== undefined && state.upstream !== undefined) metrics.upstreamError(state.upstream, state.errorCode);
     }
     const access = host.accessLog;
     if (access === null) return;
@@ -96,10 +98,20 @@ export function createPipeline(host: PipelineHost): Pipeline {
     if (!prepareUpstreamHeaders(req, table.policy, state.id, isValidTraceparent(tp) ? undefined : newTraceparent(state.id), false)) {
       return reject(res, state, 'UNSUPPORTED_TRANSFER_CODING');
     }
-    const upstreamPath = upstreamPathFor(route, path, query);
-    state.upstreamPath = upstreamPath;
-    req.url = upstreamPath;
-    table.pools.get(route.upstream)!.web(req, res, state);
+    const fallback = route.fallback === null ? undefined : table.upstreams.get(route.fallback);
+    const exchange = new Exchange(
+      req,
+      res,
+      state,
+      route,
+      upstreamPathFor(route, path, query),
+      fallback === undefined ? '' : fallbackPathFor(route, path, query),
+      table.upstreams.get(route.upstream)!,
+      fallback,
+      host.dispatchEvents,
+    );
+    state.exchange = exchange;
+    exchange.start();
   }
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -141,10 +153,19 @@ export function createPipeline(host: PipelineHost): Pipeline {
       if (!prepareUpstreamHeaders(req, table.policy, state.id, isValidTraceparent(tp) ? undefined : newTraceparent(state.id), true)) {
         return refuse('UNSUPPORTED_TRANSFER_CODING');
       }
+      const upstream = table.upstreams.get(route.upstream)!;
+      const instance = upstream.breaker.allows() ? upstream.instances.pick() : undefined;
+      if (instance === undefined) return refuse('CIRCUIT_OPEN');
       req.url = state.upstreamPath = upstreamPathFor(route, path, query);
       host.socketUpgraded(socket);
       host.log.debug({ reqId: state.id, route: route.name, upstream: route.upstream }, 'websocket upgrade');
-      table.pools.get(route.upstream)!.ws(req, socket, head, state);
+      upstream.transport.upgrade(instance.index, req, socket, head, (err) => {
+        if (state.upgraded || !socket.writable) return void socket.destroy();
+        const code = classifyError(err);
+        state.errorCode = code;
+        host.log.warn({ reqId: state.id, upstream: upstream.name, code }, 'websocket upstream failed');
+        socket.end(rawErrorResponse(code, state.id));
+      });
     } catch (err) {
       host.log.error({ reqId: state.id, err }, 'websocket upgrade failed');
       refuse('INTERNAL');

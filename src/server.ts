@@ -8,7 +8,8 @@ import { createLoggers, type LogOutputs, type Logger, type Loggers } from './obs
 import { GatewayMetrics } from './observability/metrics';
 import { createPipeline, type PipelineHost } from './pipeline';
 import { diffTables, summarize } from './routing/diff';
-import { activate, retiredPools, type ActiveTable } from './table';
+import { onUpstreamResponse, type DispatchEvents } from './dispatch';
+import { activate, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
 
 export interface GatewayOptions {
   /** Route table file. */
@@ -43,6 +44,8 @@ export class Gateway implements PipelineHost, AdminControl {
   lastReloadError: ReloadError | undefined;
   readonly metrics: GatewayMetrics;
   private admin: Server | undefined;
+  readonly dispatchEvents: DispatchEvents;
+  private readonly deps: TableDeps;
   private watcher: TableWatcher | undefined;
   readonly log: Logger;
   readonly accessLog: Logger | null;
@@ -61,11 +64,23 @@ export class Gateway implements PipelineHost, AdminControl {
     this.loggers = createLoggers(logConfig, options.logOutputs);
     this.log = this.loggers.root;
     this.accessLog = this.loggers.access;
-    this.table = activate(loaded, this.log);
     this.metrics = new GatewayMetrics(
-      () => [...this.table.pools.values()].map((p) => ({ upstream: p.name, open: p.openConnections() })),
+      () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, open: u.transport.openConnections() })),
       () => this.inFlight,
+      () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, state: u.breaker.state })),
     );
+    const metrics = this.metrics;
+    this.dispatchEvents = {
+      log: this.log,
+      fallback: (route, from, to, reason) => metrics.fallback(route, from, to, reason),
+      retry: (upstream) => metrics.retry(upstream),
+    };
+    this.deps = {
+      log: this.log,
+      events: { breakerChanged: (upstream, _from, to) => metrics.breakerChanged(upstream, to), instanceEjected: () => undefined },
+      onResponse: onUpstreamResponse,
+    };
+    this.table = activate(loaded, this.deps);
     this.metrics.activeVersion(loaded.version);
     const s = loaded.config.server;
     this.server = createServer({
@@ -142,13 +157,13 @@ export class Gateway implements PipelineHost, AdminControl {
       this.log.debug({ trigger, version: current.version }, 'route table unchanged');
       return { outcome: 'unchanged', version: current.version };
     }
-    const next = activate(result.table, this.log, current);
+    const next = activate(result.table, this.deps, current);
     const changes = summarize(diffTables(current.config, next.config));
     this.table = next;
     this.metrics.tableChanged();
     this.metrics.activeVersion(next.version);
     this.metrics.reload('applied');
-    for (const pool of retiredPools(current, next)) pool.retire();
+    for (const upstream of retiredUpstreams(current, next)) upstream.retire();
     this.log.info({ trigger, version: next.version, previousVersion: current.version, changes }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
     return { outcome: 'applied', version: next.version, previousVersion: current.version, changes };
   }
@@ -160,13 +175,7 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 
   upstreamStates(): Array<Record<string, unknown>> {
-    return [...this.table.pools.values()].map((p) => ({
-      name: p.name,
-      url: p.config.url,
-      timeoutMs: p.config.timeoutMs,
-      openConnections: p.openConnections(),
-      busyConnections: p.busyConnections(),
-    }));
+    return [...this.table.upstreams.values()].map((u) => u.describe());
   }
 
   private listen(): Promise<void> {
@@ -245,7 +254,7 @@ export class Gateway implements PipelineHost, AdminControl {
         admin.closeAllConnections();
       });
     }
-    for (const pool of this.table.pools.values()) pool.close();
+    for (const upstream of this.table.upstreams.values()) upstream.close();
     this.log.info('stopped');
     this.loggers.flush();
   }

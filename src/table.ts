@@ -2,13 +2,15 @@ import type { LoadedTable } from './config/load';
 import type { RouteTableConfig, UpstreamConfig } from './config/schema';
 import type { Logger } from './observability/logger';
 import { forwardingPolicy, type ForwardingPolicy } from './proxy/headers';
-import { UpstreamPool } from './proxy/upstream';
+import type { ResponseHandler } from './proxy/upstream';
 import { RouteMatcher } from './routing/compile';
+import { Upstream, type UpstreamEvents } from './upstream';
 
 /**
  * A route table ready to serve: the matcher, the forwarding policy and one
- * pool per upstream, all built when the table loads. A request reads the
- * current ActiveTable once and uses only it, start to end.
+ * Upstream (connections, breaker, instance health) per upstream, all built
+ * when the table loads. A request reads the current ActiveTable once and uses
+ * only it, start to end.
  */
 export interface ActiveTable {
   readonly version: string;
@@ -16,18 +18,25 @@ export interface ActiveTable {
   readonly source: string;
   readonly config: RouteTableConfig;
   readonly matcher: RouteMatcher;
-  readonly pools: ReadonlyMap<string, UpstreamPool>;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly policy: ForwardingPolicy;
   readonly healthPath: string;
   readonly decodeSlashes: boolean;
 }
 
-export function activate(loaded: LoadedTable, log: Logger, previous?: ActiveTable): ActiveTable {
+export interface TableDeps {
+  log: Logger;
+  events: UpstreamEvents;
+  onResponse: ResponseHandler;
+}
+
+export function activate(loaded: LoadedTable, deps: TableDeps, previous?: ActiveTable): ActiveTable {
   const { config } = loaded;
-  const pools = new Map<string, UpstreamPool>();
-  for (const [name, upstream] of Object.entries(config.upstreams)) {
-    const kept = previous?.pools.get(name);
-    pools.set(name, kept && sameUpstream(kept.config, upstream) ? kept : new UpstreamPool(name, upstream, log));
+  const upstreams = new Map<string, Upstream>();
+  for (const [name, cfg] of Object.entries(config.upstreams)) {
+    // Kept across reloads while its settings are unchanged: pools stay warm, breaker state survives.
+    const kept = previous?.upstreams.get(name);
+    upstreams.set(name, kept && sameUpstream(kept.config, cfg) ? kept : new Upstream(name, cfg, deps.log, deps.events, deps.onResponse));
   }
   return Object.freeze({
     version: loaded.version,
@@ -35,17 +44,17 @@ export function activate(loaded: LoadedTable, log: Logger, previous?: ActiveTabl
     source: loaded.source,
     config,
     matcher: new RouteMatcher(config),
-    pools,
+    upstreams,
     policy: forwardingPolicy(config.server.trustProxy),
     healthPath: config.server.healthPath,
     decodeSlashes: config.server.encodedSlashes === 'decode',
   });
 }
 
-/** Pools of `previous` that `next` no longer uses (removed upstreams, changed settings). */
-export function retiredPools(previous: ActiveTable, next: ActiveTable): UpstreamPool[] {
-  const inUse = new Set(next.pools.values());
-  return [...previous.pools.values()].filter((p) => !inUse.has(p));
+/** Upstreams of `previous` that `next` no longer uses (removed, or settings changed). */
+export function retiredUpstreams(previous: ActiveTable, next: ActiveTable): Upstream[] {
+  const inUse = new Set(next.upstreams.values());
+  return [...previous.upstreams.values()].filter((u) => !inUse.has(u));
 }
 
 function sameUpstream(a: UpstreamConfig, b: UpstreamConfig): boolean {

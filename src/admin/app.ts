@@ -58,22 +58,41 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    let settled = false;
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > limit) {
+        // Stop keeping the body but go on reading it (discarded): destroying the request
+        // would destroy the socket too, and the client would get no 413, only a reset.
+        settled = true;
+        chunks.length = 0;
+        req.off('data', onData);
+        req.resume();
         reject(new HttpError(413, 'BODY_TOO_LARGE', `body over ${limit} bytes`));
-        req.destroy();
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => {
+      if (settled) return;
+      settled = true;
       const buf = Buffer.concat(chunks);
       const text = buf.toString('utf8');
       if (Buffer.byteLength(text) !== buf.length || text.includes('\uFFFD')) reject(new HttpError(400, 'BAD_BODY', 'body is not valid UTF-8'));
       else resolve(text);
     });
-    req.on('error', reject);
+    // A client that leaves mid-body must not leave the handler waiting forever.
+    req.on('close', () => {
+      if (settled) return;
+      settled = true;
+      reject(new HttpError(400, 'BAD_BODY', 'the request body was cut short'));
+    });
+    req.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      reject(err);
+    });
   });
 }
 
@@ -102,6 +121,8 @@ export function createAdminApp(control: AdminControl): Koa {
       ctx.status = e.status;
       ctx.body = { error: { code: e.code, message: e.status >= 500 ? 'admin request failed' : e.message } };
       if (e.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="strangler-admin"');
+      // The rest of an oversized body is not worth reading: close the connection after answering.
+      if (e.status === 413) ctx.set('Connection', 'close');
     }
   });
 

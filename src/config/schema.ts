@@ -75,16 +75,62 @@ export const ServerSchema = z.strictObject({
   encodedSlashes: z.enum(['reject', 'decode']).default('reject'),
 });
 
-export const UpstreamSchema = z.strictObject({
-  url: upstreamUrl,
-  /** No response headers within this time -> 504. */
-  timeoutMs: int(1, 3_600_000).default(30_000),
-  /** Send the client's Host header (default) or the upstream URL's host. */
-  preserveHost: bool.default(true),
-  /** Cap on open connections to this upstream (keep-alive pool size). */
-  maxSockets: int(1, 65_535).default(1024),
-  /** Idle keep-alive connections are closed after this; keep it below the upstream's keepAliveTimeout. */
-  idleTimeoutMs: int(100, 600_000).default(4_000),
+export const BreakerSchema = z.strictObject({
+  enabled: bool.default(true),
+  /** Open when at least this share of requests in the window failed... */
+  errorPercent: z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().gt(0).max(100)).default(50),
+  /** ...and at least this many requests were seen in the window. */
+  minRequests: int(1, 1_000_000).default(10),
+  windowMs: int(100, 3_600_000).default(10_000),
+  /** Then let one trial request through (half-open). */
+  openMs: int(100, 3_600_000).default(15_000),
+  /** Upstream statuses that count as failures (the response still reaches the client). */
+  failureStatuses: z.array(int(500, 599)).default([500, 502, 503, 504]),
+});
+
+export const OutlierSchema = z.strictObject({
+  /** Consecutive 5xx/timeouts before an instance is ejected; a refused connection ejects at once. */
+  consecutiveFailures: int(1, 1000).default(5),
+  /** First ejection; each further ejection doubles it, up to maxEjectionMs. */
+  baseEjectionMs: int(100, 3_600_000).default(5_000),
+  maxEjectionMs: int(100, 86_400_000).default(300_000),
+});
+
+export const RetryBudgetSchema = z.strictObject({
+  /** Retries may add at most this share of the upstream's traffic... */
+  percent: int(0, 100).default(20),
+  /** ...plus this many in a burst (also the budget at start). */
+  burst: int(0, 10_000).default(10),
+});
+
+export const UpstreamSchema = z
+  .strictObject({
+    url: upstreamUrl.optional(),
+    /** Several instances of the same service; traffic is balanced across the healthy ones. */
+    urls: z.array(upstreamUrl).min(1).optional(),
+    balance: z.enum(['round-robin', 'least-in-flight']).default('round-robin'),
+    /** No response headers within this time -> 504. */
+    timeoutMs: int(1, 3_600_000).default(30_000),
+    /** Send the client's Host header (default) or the upstream URL's host. */
+    preserveHost: bool.default(true),
+    /** Cap on open connections to each instance (keep-alive pool size). */
+    maxSockets: int(1, 65_535).default(1024),
+    /** Idle keep-alive connections are closed after this; keep it below the upstream's keepAliveTimeout. */
+    idleTimeoutMs: int(100, 600_000).default(4_000),
+    /** Bulkhead: at most this many requests in flight to this upstream; more are refused (503) or fall back. */
+    maxConcurrent: int(1, 1_000_000).optional(),
+    breaker: BreakerSchema.default(() => BreakerSchema.parse({})),
+    outlier: OutlierSchema.default(() => OutlierSchema.parse({})),
+    retryBudget: RetryBudgetSchema.default(() => RetryBudgetSchema.parse({})),
+  })
+  .refine((u) => (u.url === undefined) !== (u.urls === undefined), { message: 'give either url or urls (not both, not neither)' })
+  // One shape for the rest of the code: `urls` always lists the instances.
+  .transform((u) => ({ ...u, urls: u.urls ?? [u.url!] }));
+
+export const RetrySchema = z.strictObject({
+  enabled: bool.default(true),
+  /** Only these methods are retried; add POST only if its handler is idempotent. */
+  methods: z.array(z.string().transform((m) => m.toUpperCase()).pipe(z.enum(HTTP_METHODS))).default(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']),
 });
 
 export const RouteSchema = z.strictObject({
@@ -99,6 +145,12 @@ export const RouteSchema = z.strictObject({
   stripPrefix: routePath.optional(),
   /** Whether WebSocket upgrades are proxied on this route. */
   websocket: bool.default(true),
+  /** Upstream that answers (with the original, unstripped path) when `upstream`'s circuit is open or it cannot be reached. */
+  fallback: name.optional(),
+  /** Retry once on a connect failure or a reset reused connection, for these methods. */
+  retry: RetrySchema.default(() => RetrySchema.parse({})),
+  /** Request bodies up to this size are kept so a retry or fallback can replay them. */
+  replayBodyBytes: int(0, 64 * 1024 * 1024).default(65_536),
 });
 
 export const LogSchema = z.strictObject({
@@ -143,4 +195,6 @@ export type RouteConfig = z.infer<typeof RouteSchema>;
 export type LogConfig = z.infer<typeof LogSchema>;
 export type AdminConfig = z.infer<typeof AdminSchema>;
 export type ReloadConfig = z.infer<typeof ReloadSchema>;
+export type BreakerConfig = z.infer<typeof BreakerSchema>;
+export type OutlierConfig = z.infer<typeof OutlierSchema>;
 export type RouteTableConfig = z.infer<typeof RouteTableSchema>;

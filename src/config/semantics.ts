@@ -14,6 +14,10 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
   if (normalizePath(health) !== health) {
     problems.push(map.problem(['server', 'healthPath'], `server.healthPath: "${health}" is not a normalised path`));
   }
+  for (const [name, u] of Object.entries(table.upstreams)) {
+    const paths = new Set((u.urls ?? []).map((x) => new URL(x).pathname.replace(/\/$/, '')));
+    if (paths.size > 1) problems.push(map.problem(['upstreams', name, 'urls'], `upstreams.${name}.urls: every instance must have the same path`));
+  }
   const admin = table.admin;
   if (admin && admin.token === undefined && !isLoopback(admin.host)) {
     problems.push(map.problem(['admin', 'host'], `admin.host: "${admin.host}" is reachable from other machines, so admin.token is required`));
@@ -40,6 +44,15 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
       problems.push(
         map.problem(at('upstream'), `${label}: unknown upstream "${route.upstream}"${hint ? ` (did you mean "${hint}"?)` : ''}; declared: ${upstreamNames.join(', ')}`),
       );
+    }
+
+    if (route.fallback !== undefined) {
+      if (!(route.fallback in table.upstreams)) {
+        const hint = closest(route.fallback, upstreamNames);
+        problems.push(map.problem(at('fallback'), `${label}: unknown fallback upstream "${route.fallback}"${hint ? ` (did you mean "${hint}"?)` : ''}`));
+      } else if (route.fallback === route.upstream) {
+        problems.push(map.problem(at('fallback'), `${label}: fallback must differ from upstream`));
+      }
     }
 
     const normal = normalizePath(route.path);

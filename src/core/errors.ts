@@ -10,6 +10,8 @@ export const ErrorCatalogue = {
   UNSUPPORTED_TRANSFER_CODING: { status: 501, message: 'Only the chunked transfer coding is supported' },
   UPSTREAM_CONNECT_FAILED: { status: 502, message: 'The upstream service could not be reached' },
   UPSTREAM_RESET: { status: 502, message: 'The upstream service closed the connection before answering' },
+  CIRCUIT_OPEN: { status: 503, message: 'The upstream service is failing; the gateway is not sending it requests for now' },
+  UPSTREAM_SATURATED: { status: 503, message: 'The upstream service has too many requests in flight' },
   UPSTREAM_TIMEOUT: { status: 504, message: 'The upstream service did not answer in time' },
   UPSTREAM_ERROR: { status: 502, message: 'The upstream service failed' },
   SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down' },

@@ -21,6 +21,8 @@ export class RequestState {
   /** Set once the gateway has answered (or given up): late upstream events are ignored. */
   settled = false;
   upgraded = false;
+  /** The request's dispatch (retries, fallback), told when the response closes. */
+  exchange: { closed(aborted: boolean): void } | undefined = undefined;
   constructor(
     readonly id: string,
     readonly startedAt: number,

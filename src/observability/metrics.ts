@@ -24,8 +24,15 @@ export class GatewayMetrics {
   private readonly configVersion: Gauge<'version'>;
   private readonly lastReload: Gauge<'outcome'>;
   private readonly series = new Map<string, SeriesByClass>();
+  private readonly fallbacks: Counter<'route' | 'from' | 'to' | 'reason'>;
+  private readonly retries: Counter<'upstream'>;
+  private readonly breakerTransitions: Counter<'upstream' | 'to'>;
 
-  constructor(openConnections: () => Array<{ upstream: string; open: number }>, inFlight: () => number) {
+  constructor(
+    openConnections: () => Array<{ upstream: string; open: number }>,
+    inFlight: () => number,
+    breakerStates: () => Array<{ upstream: string; state: 'closed' | 'open' | 'half-open' }>,
+  ) {
     const registers = [this.registry];
     this.requests = new Counter({ name: 'strangler_requests_total', help: 'Requests answered, by route, upstream and status class', labelNames: ['route', 'upstream', 'status_class'], registers });
     this.duration = new Histogram({
@@ -58,6 +65,19 @@ export class GatewayMetrics {
         for (const { upstream, open } of openConnections()) this.set({ upstream }, open);
       },
     });
+    this.fallbacks = new Counter({ name: 'strangler_fallbacks_total', help: 'Requests served by a route fallback, by route, failed upstream, fallback upstream and reason', labelNames: ['route', 'from', 'to', 'reason'], registers });
+    this.retries = new Counter({ name: 'strangler_retries_total', help: 'Attempts retried on another instance, by upstream', labelNames: ['upstream'], registers });
+    this.breakerTransitions = new Counter({ name: 'strangler_breaker_transitions_total', help: 'Circuit breaker state changes, by upstream and new state', labelNames: ['upstream', 'to'], registers });
+    new Gauge({
+      name: 'strangler_breaker_state',
+      help: 'Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { upstream, state } of breakerStates()) this.set({ upstream }, state === 'closed' ? 0 : state === 'half-open' ? 1 : 2);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'strangler_' });
     for (const outcome of ['applied', 'unchanged', 'failed']) this.reloads.inc({ outcome }, 0);
   }
@@ -83,6 +103,18 @@ export class GatewayMetrics {
     this.upstreamErrors.inc({ upstream, kind });
   }
 
+  fallback(route: string, from: string, to: string, reason: string): void {
+    this.fallbacks.inc({ route, from, to, reason });
+  }
+
+  retry(upstream: string): void {
+    this.retries.inc({ upstream });
+  }
+
+  breakerChanged(upstream: string, to: string): void {
+    this.breakerTransitions.inc({ upstream, to });
+  }
+
   reload(outcome: 'applied' | 'unchanged' | 'failed'): void {
     this.reloads.inc({ outcome });
     this.lastReload.set({ outcome }, Date.now() / 1000);
@@ -99,6 +131,7 @@ export class GatewayMetrics {
   }
 
   async text(): Promise<string> {
-    return this.registry.metrics();
+    // prom-client 15 writes NaN as "Nan"; the exposition format (and strict parsers) want "NaN".
+    return (await this.registry.metrics()).replace(/^([^#\n].*) Nan$/gm, '$1 NaN');
   }
 }

@@ -1,34 +1,34 @@
 import { Agent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { UpstreamConfig } from '../config/schema';
-import { rawErrorResponse, sendError, type ErrorCode } from '../core/errors';
-import { stateOf, type RequestState } from '../core/state';
-import type { Logger } from '../observability/logger';
-import { responseHeaders } from './headers';
+import { stateOf } from '../core/state';
+
+/** Called with the upstream's response head for the request's current attempt. */
+export type ResponseHandler = (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => void;
+export type AttemptErrorHandler = (err: NodeJS.ErrnoException) => void;
+type WebWithCallback = (req: IncomingMessage, res: ServerResponse, cb: AttemptErrorHandler) => void;
 
 /**
- * One upstream service: its keep-alive connection pool and its http-proxy
- * instance, made once when the upstream appears in the table. This module is
- * the only one that knows http-proxy; it works around the library's known
- * gaps (see PITFALLS.md): no abort on client disconnect, timeouts reported as
- * resets, hop-by-hop headers relayed, url.parse-based path joining.
+ * The connections to one upstream: a keep-alive pool shared by its
+ * instances, and one http-proxy instance per instance URL, made once when the
+ * upstream appears in the table. This module is the only one that knows
+ * http-proxy; it works around the library's known gaps (see PITFALLS.md): no
+ * abort on client disconnect, timeouts reported as resets, hop-by-hop headers
+ * relayed, url.parse-based path joining.
  */
-export class UpstreamPool {
+export class UpstreamTransport {
   readonly agent: Agent;
-  private readonly proxy: httpProxy;
-  private readonly target: { protocol: string; host: string; hostname: string; port: string; path: string };
-  private readonly timeoutMs: number;
+  private readonly proxies: httpProxy[];
   retired = false;
 
   constructor(
     readonly name: string,
     readonly config: UpstreamConfig,
-    private readonly log: Logger,
+    onResponse: ResponseHandler,
   ) {
-    const url = new URL(config.url);
-    const https = url.protocol === 'https:';
+    const https = config.urls[0]!.startsWith('https:');
     const agentOptions = {
       keepAlive: true,
       maxSockets: config.maxSockets,
@@ -38,60 +38,51 @@ export class UpstreamPool {
       scheduling: 'lifo' as const,
     };
     this.agent = https ? new HttpsAgent(agentOptions) : new Agent(agentOptions);
-    this.timeoutMs = config.timeoutMs;
-    // A pre-parsed target: http-proxy would otherwise url.parse() a string per request.
-    this.target = {
-      protocol: url.protocol,
-      host: url.hostname.replace(/^\[|\]$/g, ''),
-      hostname: url.hostname.replace(/^\[|\]$/g, ''),
-      port: url.port || (https ? '443' : '80'),
-      path: '',
-    };
-    this.proxy = httpProxy.createProxyServer({
-      target: this.target as unknown as httpProxy.ServerOptions['target'],
-      agent: this.agent,
-      // The path is computed by the router and handed over ready (req.url): no url.parse, no re-joining.
-      toProxy: true,
-      prependPath: false,
-      // Forwarding headers are set by the gateway from the socket, never appended to the client's.
-      xfwd: false,
-      changeOrigin: !config.preserveHost,
-      // The response head is written by us, so hop-by-hop headers never reach the client.
-      selfHandleResponse: true,
+    this.proxies = config.urls.map((u) => {
+      const url = new URL(u);
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      const proxy = httpProxy.createProxyServer({
+        // Pre-parsed: http-proxy would otherwise url.parse() a string target per request.
+        target: { protocol: url.protocol, host, hostname: host, port: url.port || (https ? '443' : '80'), path: '' } as unknown as httpProxy.ServerOptions['target'],
+        agent: this.agent,
+        // The path is computed by the router and handed over ready (req.url): no url.parse, no re-joining.
+        toProxy: true,
+        prependPath: false,
+        // Forwarding headers are set by the gateway from the socket, never appended to the client's.
+        xfwd: false,
+        changeOrigin: !config.preserveHost,
+        // The response head is written by the gateway, so hop-by-hop headers never reach the client.
+        selfHandleResponse: true,
+      });
+      // Errors are delivered to each attempt's callback; this listener only keeps a stray one from crashing the process.
+      proxy.on('error', ignore);
+      proxy.on('proxyReq', onProxyReq);
+      proxy.on('proxyReqWs', onProxyReqWs);
+      proxy.on('proxyRes', onResponse);
+      return proxy;
     });
-    this.proxy.on('error', onProxyError);
-    this.proxy.on('proxyReq', onProxyReq);
-    this.proxy.on('proxyReqWs', onProxyReqWs);
-    this.proxy.on('proxyRes', onProxyRes);
-    this.proxy.on('econnreset', onClientGone);
-    (this.proxy as unknown as { pool: UpstreamPool }).pool = this;
   }
 
-  /** Sends the request upstream. `req.url` must already be the path the upstream sees. */
-  web(req: IncomingMessage, res: ServerResponse, state: RequestState): void {
-    state.timer = setTimeout(onUpstreamTimeout, this.timeoutMs, state, this);
-    this.proxy.web(req, res);
+  /** Sends one attempt to instance `i`. `req.url` must already be the path the upstream sees. */
+  send(i: number, req: IncomingMessage, res: ServerResponse, body: Readable | undefined, onError: AttemptErrorHandler): void {
+    // Without per-call options http-proxy skips copying its options object: the common case stays cheap.
+    if (body === undefined) (this.proxies[i]!.web as unknown as WebWithCallback)(req, res, onError);
+    else this.proxies[i]!.web(req, res, { buffer: body }, onError);
   }
 
-  ws(req: IncomingMessage, socket: Duplex, head: Buffer, state: RequestState): void {
-    state.timer = setTimeout(onUpstreamTimeout, this.timeoutMs, state, this);
+  upgrade(i: number, req: IncomingMessage, socket: Duplex, head: Buffer, onError: AttemptErrorHandler): void {
     // Upgraded connections leave the pool for good: give them their own socket.
-    this.proxy.ws(req, socket, head, { agent: false });
+    this.proxies[i]!.ws(req, socket, head, { agent: false }, onError);
   }
 
   /** Open connections to this upstream (in use and idle). */
   openConnections(): number {
-    let n = 0;
-    for (const list of Object.values(this.agent.sockets)) n += list?.length ?? 0;
-    for (const list of Object.values(this.agent.freeSockets)) n += list?.length ?? 0;
-    return n;
+    return count(this.agent.sockets) + count(this.agent.freeSockets);
   }
 
   /** Connections carrying a request now. */
   busyConnections(): number {
-    let n = 0;
-    for (const list of Object.values(this.agent.sockets)) n += list?.length ?? 0;
-    return n;
+    return count(this.agent.sockets);
   }
 
   /** Closes every connection now (shutdown, after draining). */
@@ -116,126 +107,42 @@ export class UpstreamPool {
     };
     sweep();
   }
-
-  fail(state: RequestState, target: ServerResponse | Duplex, code: ErrorCode, err?: NodeJS.ErrnoException): void {
-    if (state.settled) return;
-    state.settled = true;
-    clearTimer(state);
-    state.errorCode = code;
-    this.log.warn({ reqId: state.id, upstream: this.name, route: state.route, code, cause: err?.code ?? err?.message }, 'upstream request failed');
-    if (isServerResponse(target)) {
-      sendError(target, code, state.id);
-    } else {
-      if (!state.upgraded && target.writable) target.end(rawErrorResponse(code, state.id));
-      else target.destroy();
-    }
-  }
 }
 
-function isServerResponse(x: ServerResponse | Duplex): x is ServerResponse {
-  return typeof (x as ServerResponse).writeHead === 'function';
+function count(groups: NodeJS.ReadOnlyDict<unknown[]>): number {
+  let n = 0;
+  for (const key in groups) n += groups[key]?.length ?? 0;
+  return n;
 }
 
-function clearTimer(state: RequestState): void {
-  if (state.timer !== undefined) {
-    clearTimeout(state.timer);
-    state.timer = undefined;
-  }
+function ignore(): void {
+  // see the constructor
 }
 
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT', 'EADDRNOTAVAIL']);
-
-function classify(err: NodeJS.ErrnoException): ErrorCode {
-  if (err.code && CONNECT_ERRORS.has(err.code)) return 'UPSTREAM_CONNECT_FAILED';
-  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return 'UPSTREAM_RESET';
-  return 'UPSTREAM_ERROR';
-}
-
-function poolOf(proxy: unknown): UpstreamPool {
-  return (proxy as { pool: UpstreamPool }).pool;
-}
-
-// The handlers below are shared by every request (no per-request closures);
-// they find the request's state on the request object.
-
-function onUpstreamTimeout(state: RequestState, pool: UpstreamPool): void {
-  state.timer = undefined;
-  state.timedOut = true;
-  if (state.proxyReq) {
-    // Destroying surfaces as an error event, answered 504 below because timedOut is set.
-    state.proxyReq.destroy();
-  } else if (state.res) {
-    // Still waiting for a pooled socket: answer now, the request is dropped when it gets one.
-    pool.fail(state, state.res, 'UPSTREAM_TIMEOUT');
-  }
-}
-
-function onProxyError(this: httpProxy, err: NodeJS.ErrnoException, req: IncomingMessage, target: ServerResponse | Duplex): void {
-  const state = stateOf(req);
-  if (!state) return;
-  const pool = poolOf(this);
-  if (state.settled) return;
-  if (isServerResponse(target) ? target.destroyed : target.destroyed && !state.upgraded) {
-    // The client is gone: nobody to answer. The access log records the abort.
-    state.settled = true;
-    clearTimer(state);
-    return;
-  }
-  pool.fail(state, target, state.timedOut ? 'UPSTREAM_TIMEOUT' : classify(err), err);
-}
-
-function onProxyReq(this: httpProxy, proxyReq: ClientRequest, req: IncomingMessage): void {
+/** Remembers the attempt's upstream request, so a timeout or a client abort can destroy it. */
+function onProxyReq(proxyReq: ClientRequest, req: IncomingMessage): void {
   const state = stateOf(req);
   if (!state) return;
   state.proxyReq = proxyReq;
+  // The gateway already answered (timeout while waiting for a pooled socket): drop it.
   if (state.settled) proxyReq.destroy();
 }
 
-function onProxyReqWs(this: httpProxy, proxyReq: ClientRequest, req: IncomingMessage): void {
+function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage): void {
   const state = stateOf(req);
   if (!state) return;
   state.proxyReq = proxyReq;
-  // Registered before http-proxy's own listener, so the flag is set before any data flows.
-  proxyReq.once('upgrade', () => {
-    state.upgraded = true;
-    clearTimer(state);
-  });
-  proxyReq.once('response', () => clearTimer(state));
+  // Registered before http-proxy's own listener: the flag is set before any frame flows, so a
+  // later socket error is never answered with an HTTP status on an upgraded connection.
+  proxyReq.once('upgrade', () => (state.upgraded = true));
 }
 
-function onProxyRes(this: httpProxy, proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
-  const state = stateOf(req);
-  if (!state) return;
-  clearTimer(state);
-  if (state.settled || res.destroyed) {
-    proxyRes.destroy();
-    return;
-  }
-  state.settled = true;
-  state.proxyRes = proxyRes;
-  res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, responseHeaders(proxyRes.rawHeaders, state.id));
-  proxyRes.once('close', onProxyResClose);
-  (proxyRes as IncomingMessage & { gatewayRes?: ServerResponse }).gatewayRes = res;
-  proxyRes.pipe(res);
-}
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT', 'EADDRNOTAVAIL', 'ECONNABORTED']);
 
-/** The upstream cut the body short: the client must see a truncated response, not a hang. */
-function onProxyResClose(this: IncomingMessage): void {
-  if (!this.complete) (this as IncomingMessage & { gatewayRes?: ServerResponse }).gatewayRes?.destroy();
-}
+export type FailureKind = 'UPSTREAM_CONNECT_FAILED' | 'UPSTREAM_RESET' | 'UPSTREAM_ERROR';
 
-function onClientGone(this: httpProxy, _err: Error, req: IncomingMessage): void {
-  const state = stateOf(req);
-  if (state) {
-    state.settled = true;
-    clearTimer(state);
-  }
-}
-
-/** Called when the client's response closes: stop the upstream work if the client left early. */
-export function abortUpstream(state: RequestState): void {
-  clearTimer(state);
-  state.settled = true;
-  if (state.proxyRes && !state.proxyRes.complete) state.proxyRes.destroy();
-  if (state.proxyReq && !state.proxyReq.destroyed && !(state.proxyRes && state.proxyRes.complete)) state.proxyReq.destroy();
+export function classifyError(err: NodeJS.ErrnoException): FailureKind {
+  if (err.code && CONNECT_ERRORS.has(err.code)) return 'UPSTREAM_CONNECT_FAILED';
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return 'UPSTREAM_RESET';
+  return 'UPSTREAM_ERROR';
 }

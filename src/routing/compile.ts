@@ -15,6 +15,11 @@ export interface CompiledRoute {
   /** The upstream URL's own path, prepended to what is forwarded ('' for none). */
   readonly basePath: string;
   readonly websocket: boolean;
+  /** Methods retried on a connect failure, or null when the route turns retries off. */
+  readonly retryMethods: ReadonlySet<string> | null;
+  readonly fallback: string | null;
+  /** The fallback upstream's base path (the fallback sees the original, unstripped path). */
+  readonly fallbackBasePath: string;
   readonly config: RouteConfig;
 }
 
@@ -95,7 +100,7 @@ function bySpecificity(a: CompiledRoute, b: CompiledRoute): number {
 
 function compileRoute(r: RouteConfig, table: RouteTableConfig): CompiledRoute {
   const upstream = table.upstreams[r.upstream];
-  let basePath = upstream ? new URL(upstream.url).pathname : '/';
+  let basePath = upstream ? new URL(upstream.urls[0]!).pathname : '/';
   if (basePath.endsWith('/')) basePath = basePath.slice(0, -1);
   const strip = r.stripPrefix === undefined || r.stripPrefix === '/' ? '' : r.stripPrefix.replace(/\/$/, '');
   const host = r.host?.toLowerCase() ?? null;
@@ -112,6 +117,9 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig): CompiledRoute {
     stripLength: strip.length,
     basePath,
     websocket: r.websocket,
+    retryMethods: r.retry.enabled ? new Set(r.retry.methods) : null,
+    fallback: r.fallback ?? null,
+    fallbackBasePath: r.fallback && table.upstreams[r.fallback] ? new URL(table.upstreams[r.fallback]!.urls[0]!).pathname.replace(/\/$/, '') : '',
     config: r,
   });
 }
@@ -122,6 +130,12 @@ export function upstreamPathFor(route: CompiledRoute, path: string, query: strin
   if (rest === '' || rest.charCodeAt(0) !== 0x2f) rest = '/' + rest;
   if (route.basePath !== '') rest = rest === '/' ? route.basePath + '/' : route.basePath + rest;
   return query === '' ? rest : rest + query;
+}
+
+/** The path and query the fallback upstream sees: the original path, under its own base path. */
+export function fallbackPathFor(route: CompiledRoute, path: string, query: string): string {
+  const p = route.fallbackBasePath === '' ? path : path === '/' ? route.fallbackBasePath + '/' : route.fallbackBasePath + path;
+  return query === '' ? p : p + query;
 }
 
 /** Host header value in matching form: lower-case, without port. */

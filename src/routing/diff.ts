@@ -53,8 +53,8 @@ export function diffTables(before: RouteTableConfig, after: RouteTableConfig): T
   for (const [name, next] of Object.entries(after.upstreams)) {
     const prev = before.upstreams[name];
     if (!prev) continue;
-    if (prev.url !== next.url) upstreamUrlsChanged.push({ name, from: prev.url, to: next.url });
-    const fields = changedFields<UpstreamConfig>(prev, next).filter((f) => f !== 'url');
+    if (prev.urls.join(',') !== next.urls.join(',')) upstreamUrlsChanged.push({ name, from: prev.urls.join(', '), to: next.urls.join(', ') });
+    const fields = changedFields<UpstreamConfig>(prev, next).filter((f) => f !== 'url' && f !== 'urls');
     if (fields.length) upstreamsChanged.push({ name, fields });
   }
 

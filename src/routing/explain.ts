@@ -8,7 +8,9 @@ export interface Explanation {
   status?: number;
   normalizedPath?: string;
   route?: { name: string; path: string; exact: boolean; methods: string[] | 'any'; host: string | null };
-  upstream?: { name: string; url: string };
+  upstream?: { name: string; urls: string[] };
+  /** Where the request goes when the upstream's circuit is open or unreachable. */
+  fallback?: { name: string; upstreamPath: string };
   /** Path and query as the upstream sees them. */
   upstreamPath?: string;
   upstreamUrl?: string;
@@ -30,13 +32,14 @@ export function explain(config: RouteTableConfig, method: string, target: string
   if (!route) return { ...out, outcome: 'no-route', status: 404, normalizedPath: path };
   const upstream = config.upstreams[route.upstream]!;
   const upstreamPath = upstreamPathFor(route, path, query);
-  const origin = new URL(upstream.url).origin;
+  const origin = new URL(upstream.urls[0]!).origin;
   return {
     ...out,
     outcome: 'proxy',
     normalizedPath: path,
     route: { name: route.name, path: route.path, exact: route.exact, methods: route.methods ? [...route.methods] : 'any', host: route.config.host ?? null },
-    upstream: { name: route.upstream, url: upstream.url },
+    upstream: { name: route.upstream, urls: upstream.urls },
+    ...(route.config.fallback ? { fallback: { name: route.config.fallback, upstreamPath: query ? path + query : path } } : {}),
     upstreamPath,
     upstreamUrl: origin + upstreamPath,
   };

@@ -1,0 +1,298 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { sendError, type ErrorCode } from './core/errors';
+import { stateOf, type RequestState } from './core/state';
+import type { Logger } from './observability/logger';
+import { responseHeaders } from './proxy/headers';
+import { classifyError } from './proxy/upstream';
+import { AttemptError } from './resilience/breaker';
+import type { Instance } from './resilience/instances';
+import type { CompiledRoute } from './routing/compile';
+import type { Upstream } from './upstream';
+
+/** What a request's dispatch reports to the rest of the gateway. */
+export interface DispatchEvents {
+  readonly log: Logger;
+  fallback(route: string, from: string, to: string, reason: string): void;
+  retry(upstream: string): void;
+}
+
+const EMPTY: readonly Buffer[] = [];
+
+/**
+ * One request's way to an upstream: the resilience step of the pipeline.
+ * Attempts run under the upstream's circuit breaker, on an instance picked by
+ * the balancer; a connect failure (or a reset reused keep-alive socket) of an
+ * idempotent request is retried once on another instance within the deadline
+ * and the retry budget; an open circuit, a full bulkhead or a failed connect
+ * falls back to the route's fallback upstream, replaying the original request.
+ * Nothing is retried once the response has started.
+ */
+export class Exchange {
+  private attempt = 0;
+  private retries = 0;
+  private upstream: Upstream;
+  private instance: Instance | undefined = undefined;
+  private isFallback = false;
+  /** The request body kept for replay, when it was small enough. */
+  private body: Buffer | undefined = undefined;
+  /** A streamed body was handed to an attempt: it cannot be sent again. */
+  private bodyStarted = false;
+  private readonly hasBody: boolean;
+  private readonly deadline: number;
+  private resolveAttempt: (() => void) | undefined = undefined;
+  private rejectAttempt: ((e: AttemptError) => void) | undefined = undefined;
+  private responded = false;
+  private finished = false;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly state: RequestState,
+    private readonly route: CompiledRoute,
+    private readonly upstreamPath: string,
+    private readonly fallbackPath: string,
+    primary: Upstream,
+    private readonly fallback: Upstream | undefined,
+    private readonly events: DispatchEvents,
+  ) {
+    this.upstream = primary;
+    const h = req.headers;
+    this.hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
+    this.deadline = state.startedAt + primary.config.timeoutMs;
+  }
+
+  start(): void {
+    this.upstream.budget.request();
+    const mayReplay = this.fallback !== undefined || this.route.retryMethods?.has(this.state.method) === true;
+    const length = Number(this.req.headers['content-length']);
+    if (this.hasBody && mayReplay && length <= this.route.config.replayBodyBytes) {
+      this.bufferBody();
+      return;
+    }
+    this.tryUpstream(this.upstream, undefined);
+  }
+
+  /** Keeps a small body in memory so a retry or the fallback can send it again. */
+  private bufferBody(): void {
+    const chunks: Buffer[] = [];
+    this.req.on('data', (c: Buffer) => chunks.push(c));
+    this.req.once('end', () => {
+      if (this.finished) return;
+      this.body = Buffer.concat(chunks);
+      this.tryUpstream(this.upstream, undefined);
+    });
+  }
+
+  private replayable(): boolean {
+    return !this.hasBody || this.body !== undefined || !this.bodyStarted;
+  }
+
+  private tryUpstream(up: Upstream, avoid: Instance | undefined): void {
+    this.upstream = up;
+    if (!up.breaker.allows()) return this.unavailable('CIRCUIT_OPEN');
+    const max = up.config.maxConcurrent;
+    if (max !== undefined && up.inFlight >= max) return this.unavailable('UPSTREAM_SATURATED');
+    const inst = up.instances.pick(avoid);
+    if (inst === undefined) return this.unavailable('NO_HEALTHY_INSTANCE');
+    this.launch(up, inst);
+  }
+
+  private launch(up: Upstream, inst: Instance): void {
+    const n = ++this.attempt;
+    this.release();
+    this.instance = inst;
+    up.inFlight++;
+    inst.inFlight++;
+    const state = this.state;
+    state.upstream = up.name;
+    state.proxyReq = undefined;
+    state.timedOut = false;
+    this.req.url = this.isFallback ? this.fallbackPath : this.upstreamPath;
+    state.upstreamPath = this.req.url;
+    let body: Readable | undefined;
+    if (this.body !== undefined) body = Readable.from([this.body]);
+    else if (n > 1 && this.hasBody === false) body = Readable.from(EMPTY);
+    else if (this.hasBody) this.bodyStarted = true;
+    const remaining = this.isFallback ? up.config.timeoutMs : Math.min(up.config.timeoutMs, this.deadline - performanceNow());
+    void up.breaker
+      .run((resolve, reject) => {
+        this.resolveAttempt = resolve;
+        this.rejectAttempt = reject;
+        state.timer = setTimeout(onAttemptTimeout, Math.max(1, remaining), this, n);
+        up.transport.send(inst.index, this.req, this.res, body, (err) => this.onError(n, err));
+      })
+      .then((err) => this.afterAttempt(n, up, inst, err));
+  }
+
+  /** The upstream's response head arrived for the current attempt: stream it to the client. */
+  onHeaders(proxyRes: IncomingMessage): void {
+    const state = this.state;
+    clearTimer(state);
+    if (state.settled || this.res.destroyed) {
+      proxyRes.destroy();
+      this.settleAttempt(new AttemptError('CLIENT_ABORT', false));
+      return;
+    }
+    state.settled = true;
+    this.responded = true;
+    state.proxyRes = proxyRes;
+    const status = proxyRes.statusCode ?? 502;
+    const headers = responseHeaders(proxyRes.rawHeaders, state.id);
+    if (this.isFallback) headers.push('X-Strangler-Fallback', this.upstream.name);
+    this.res.writeHead(status, proxyRes.statusMessage, headers);
+    proxyRes.once('close', onProxyResClose);
+    (proxyRes as IncomingMessage & { gatewayRes?: ServerResponse }).gatewayRes = this.res;
+    proxyRes.pipe(this.res);
+    // The breaker judges the head only: a failure status counts, and the response still reaches the client.
+    this.settleAttempt(this.upstream.config.breaker.failureStatuses.includes(status) ? new AttemptError('UPSTREAM_STATUS', true) : undefined);
+  }
+
+  private onError(n: number, err: NodeJS.ErrnoException): void {
+    if (n !== this.attempt || this.responded) return;
+    clearTimer(this.state);
+    if (this.finished || this.res.destroyed) {
+      this.settleAttempt(new AttemptError('CLIENT_ABORT', false));
+      return;
+    }
+    if (this.state.timedOut) {
+      this.settleAttempt(new AttemptError('UPSTREAM_TIMEOUT', true));
+      return;
+    }
+    const kind = classifyError(err);
+    const reused = this.state.proxyReq?.reusedSocket === true;
+    this.settleAttempt(new AttemptError(kind, true, kind === 'UPSTREAM_CONNECT_FAILED' || (kind === 'UPSTREAM_RESET' && reused)));
+  }
+
+  /** Timer fired with no socket yet (pool saturated): nothing to destroy, answer now. */
+  timedOutWithoutSocket(n: number): void {
+    if (n !== this.attempt || this.responded) return;
+    this.settleAttempt(new AttemptError('UPSTREAM_TIMEOUT', true));
+  }
+
+  private settleAttempt(err: AttemptError | undefined): void {
+    const resolve = this.resolveAttempt;
+    const reject = this.rejectAttempt;
+    this.resolveAttempt = this.rejectAttempt = undefined;
+    if (err === undefined) resolve?.();
+    else reject?.(err);
+  }
+
+  private afterAttempt(n: number, up: Upstream, inst: Instance, err: AttemptError | undefined): void {
+    if (err === undefined) {
+      up.instances.success(inst);
+      return;
+    }
+    if (err.kind === 'CLIENT_ABORT' || err.kind === 'CIRCUIT_OPEN') return;
+    if (err.kind !== 'UPSTREAM_ERROR' && up.instances.failure(inst, err.kind === 'UPSTREAM_CONNECT_FAILED') > 0) {
+      this.events.log.warn({ upstream: up.name, instance: inst.url, reqId: this.state.id }, 'instance ejected');
+    }
+    if (this.responded || this.finished || n !== this.attempt) return;
+    if (err.retriable && this.canRetry(up)) {
+      this.retries++;
+      this.events.retry(up.name);
+      this.events.log.info({ reqId: this.state.id, upstream: up.name, instance: inst.url, cause: err.kind }, 'retrying on another instance');
+      this.tryUpstream(up, inst);
+      return;
+    }
+    if (err.kind === 'UPSTREAM_CONNECT_FAILED' && this.canFallBack()) return this.fallBack(err.kind);
+    this.fail(err.kind as ErrorCode);
+  }
+
+  private canRetry(up: Upstream): boolean {
+    const methods = this.route.retryMethods;
+    return (
+      methods !== null && methods.has(this.state.method) && this.retries === 0 && !this.isFallback && performanceNow() < this.deadline && this.replayable() && up.budget.tryRetry()
+    );
+  }
+
+  private canFallBack(): boolean {
+    return this.fallback !== undefined && !this.isFallback && this.replayable();
+  }
+
+  private fallBack(reason: string): void {
+    const from = this.upstream.name;
+    this.isFallback = true;
+    this.events.fallback(this.route.name, from, this.fallback!.name, reason);
+    this.events.log.info({ reqId: this.state.id, route: this.route.name, from, to: this.fallback!.name, reason }, 'falling back');
+    this.tryUpstream(this.fallback!, undefined);
+  }
+
+  /** The upstream cannot take the request now (open circuit, full bulkhead, every instance ejected). */
+  private unavailable(reason: 'CIRCUIT_OPEN' | 'UPSTREAM_SATURATED' | 'NO_HEALTHY_INSTANCE'): void {
+    if (this.canFallBack()) return this.fallBack(reason);
+    const up = this.upstream;
+    const code: ErrorCode = reason === 'UPSTREAM_SATURATED' ? 'UPSTREAM_SATURATED' : 'CIRCUIT_OPEN';
+    const retryAfter = reason === 'NO_HEALTHY_INSTANCE' ? nextInstanceSeconds(up) : up.breaker.retryAfterSeconds();
+    this.fail(code, { 'retry-after': String(retryAfter) });
+  }
+
+  private fail(code: ErrorCode, headers?: Record<string, string>): void {
+    const state = this.state;
+    if (state.settled) return;
+    state.settled = true;
+    clearTimer(state);
+    state.errorCode = code;
+    this.events.log.warn({ reqId: state.id, route: this.route.name, upstream: this.upstream.name, code }, 'upstream request failed');
+    sendError(this.res, code, state.id, undefined, headers);
+  }
+
+  private release(): void {
+    if (this.instance !== undefined) {
+      this.upstream.inFlight--;
+      this.instance.inFlight--;
+      this.instance = undefined;
+    }
+  }
+
+  /** The client's response closed (finished or aborted): stop upstream work and release counters. */
+  closed(aborted: boolean): void {
+    this.finished = true;
+    clearTimer(this.state);
+    if (aborted) {
+      const { proxyReq, proxyRes } = this.state;
+      if (proxyRes && !proxyRes.complete) proxyRes.destroy();
+      if (proxyReq && !proxyReq.destroyed && !(proxyRes && proxyRes.complete)) proxyReq.destroy();
+      this.settleAttempt(new AttemptError('CLIENT_ABORT', false));
+    }
+    this.state.settled = true;
+    this.release();
+  }
+}
+
+function nextInstanceSeconds(up: Upstream): number {
+  const soonest = Math.min(...up.instances.instances.map((i) => i.ejectedUntil));
+  return Math.max(1, Math.ceil((soonest - Date.now()) / 1000));
+}
+
+function performanceNow(): number {
+  return performance.now();
+}
+
+function clearTimer(state: RequestState): void {
+  if (state.timer !== undefined) {
+    clearTimeout(state.timer);
+    state.timer = undefined;
+  }
+}
+
+function onAttemptTimeout(ex: Exchange, n: number): void {
+  const state = (ex as unknown as { state: RequestState }).state;
+  state.timer = undefined;
+  state.timedOut = true;
+  // Destroying surfaces as the attempt's error, answered 504 because timedOut is set.
+  if (state.proxyReq) state.proxyReq.destroy();
+  else ex.timedOutWithoutSocket(n);
+}
+
+/** The upstream cut the body short: the client must see a truncated response, not a hang. */
+function onProxyResClose(this: IncomingMessage): void {
+  if (!this.complete) (this as IncomingMessage & { gatewayRes?: ServerResponse }).gatewayRes?.destroy();
+}
+
+/** The transports' shared response handler: hands the head to the request's exchange. */
+export function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage): void {
+  const ex = stateOf(req)?.exchange as Exchange | undefined;
+  if (ex === undefined) proxyRes.destroy();
+  else ex.onHeaders(proxyRes);
+}

@@ -1,0 +1,118 @@
+import CircuitBreaker from 'opossum';
+import type { BreakerConfig } from '../config/schema';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/** An upstream failure as the breaker sees it; `counts: false` records a success (4xx, client abort). */
+export class AttemptError extends Error {
+  constructor(
+    readonly kind: string,
+    readonly counts: boolean,
+    /** Safe to send again: nothing reached the upstream's application (refused, or a reused keep-alive socket reset). */
+    readonly retriable = false,
+  ) {
+    super(kind);
+  }
+}
+
+type Executor = (resolve: () => void, reject: (e: AttemptError) => void) => void;
+
+function run(executor: Executor): Promise<void> {
+  return new Promise<void>(executor);
+}
+
+export interface BreakerEvents {
+  stateChanged(from: BreakerState, to: BreakerState, counts: { requests: number; failures: number }): void;
+}
+
+/**
+ * One circuit breaker per upstream (opossum is imported here only). It judges
+ * "did the upstream answer with headers in time": the action resolves when
+ * headers arrive, so a long streamed body never holds it. opossum's own
+ * timeout is off: the proxy's per-request timer is the one that aborts.
+ */
+export class UpstreamBreaker {
+  private readonly cb: CircuitBreaker<[Executor], void> | undefined;
+  private openedAt = 0;
+  private current: BreakerState = 'closed';
+  /** opossum lets every request through while half-open until one settles; we allow exactly one trial. */
+  private trialInFlight = false;
+
+  constructor(
+    readonly config: BreakerConfig,
+    events: BreakerEvents,
+  ) {
+    if (!config.enabled) return;
+    const cb = new CircuitBreaker<[Executor], void>(run, {
+      timeout: false,
+      // opossum opens when the share is strictly above the threshold; ours is "at least".
+      errorThresholdPercentage: Math.max(0, config.errorPercent - 1e-9),
+      volumeThreshold: config.minRequests,
+      rollingCountTimeout: config.windowMs,
+      rollingCountBuckets: 10,
+      resetTimeout: config.openMs,
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
+      errorFilter: (err: unknown) => err instanceof AttemptError && !err.counts,
+    } as CircuitBreaker.Options);
+    const change = (to: BreakerState) => () => {
+      const from = this.current;
+      this.current = to;
+      if (to === 'open') this.openedAt = Date.now();
+      if (to !== 'half-open') this.trialInFlight = false;
+      const s = cb.stats;
+      events.stateChanged(from, to, { requests: s.fires, failures: s.failures });
+    };
+    cb.on('open', change('open'));
+    cb.on('halfOpen', change('half-open'));
+    cb.on('close', change('closed'));
+    this.cb = cb;
+  }
+
+  get state(): BreakerState {
+    return this.current;
+  }
+
+  /** Whether a request may be sent now (false: fail fast or fall back). */
+  allows(): boolean {
+    if (this.current === 'closed') return true;
+    return this.current === 'half-open' && !this.trialInFlight;
+  }
+
+  /**
+   * Runs one attempt under the breaker. `executor` starts the request and
+   * calls resolve when headers arrive or reject with an AttemptError.
+   * Rejections are returned, never thrown: the caller reads the AttemptError.
+   */
+  run(executor: Executor): Promise<AttemptError | undefined> {
+    if (this.cb === undefined) return run(executor).then(ok, asAttemptError);
+    if (this.current === 'half-open') this.trialInFlight = true;
+    return this.cb.fire(executor).then(ok, asAttemptError);
+  }
+
+  /** Seconds until the circuit tries again, for Retry-After. */
+  retryAfterSeconds(): number {
+    if (this.current !== 'open') return 1;
+    return Math.max(1, Math.ceil((this.openedAt + this.config.openMs - Date.now()) / 1000));
+  }
+
+  counts(): { requests: number; failures: number; rejected: number } {
+    if (!this.cb) return { requests: 0, failures: 0, rejected: 0 };
+    const s = this.cb.stats;
+    return { requests: s.fires, failures: s.failures, rejected: s.rejects };
+  }
+
+  shutdown(): void {
+    this.cb?.shutdown();
+  }
+}
+
+function ok(): undefined {
+  return undefined;
+}
+
+function asAttemptError(err: unknown): AttemptError {
+  if (err instanceof AttemptError) return err;
+  const code = (err as { code?: string }).code;
+  return new AttemptError(code === 'EOPENBREAKER' ? 'CIRCUIT_OPEN' : 'UPSTREAM_ERROR', true);
+}

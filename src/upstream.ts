@@ -1,0 +1,76 @@
+import type { UpstreamConfig } from './config/schema';
+import type { Logger } from './observability/logger';
+import { UpstreamTransport, type ResponseHandler } from './proxy/upstream';
+import { UpstreamBreaker, type BreakerState } from './resilience/breaker';
+import { RetryBudget } from './resilience/budget';
+import { InstanceSet } from './resilience/instances';
+
+export interface UpstreamEvents {
+  breakerChanged(upstream: string, from: BreakerState, to: BreakerState): void;
+  instanceEjected(upstream: string): void;
+}
+
+/**
+ * Everything tied to one upstream, made once when it appears in the table and
+ * kept across reloads while its settings are unchanged: connections
+ * (transport), circuit breaker, instance health, retry budget, bulkhead count.
+ */
+export class Upstream {
+  readonly transport: UpstreamTransport;
+  readonly breaker: UpstreamBreaker;
+  readonly instances: InstanceSet;
+  readonly budget: RetryBudget;
+  /** Requests in flight to this upstream (the bulkhead's count). */
+  inFlight = 0;
+
+  constructor(
+    readonly name: string,
+    readonly config: UpstreamConfig,
+    log: Logger,
+    events: UpstreamEvents,
+    onResponse: ResponseHandler,
+  ) {
+    this.transport = new UpstreamTransport(name, config, onResponse);
+    this.instances = new InstanceSet(config.urls, config.balance, config.outlier);
+    this.budget = new RetryBudget(config.retryBudget.percent, config.retryBudget.burst);
+    this.breaker = new UpstreamBreaker(config.breaker, {
+      stateChanged: (from, to, counts) => {
+        const level = to === 'open' ? 'warn' : 'info';
+        log[level]({ upstream: name, from, to, ...counts }, `circuit ${to} for upstream ${name}`);
+        events.breakerChanged(name, from, to);
+      },
+    });
+  }
+
+  /** Live state for the admin API. */
+  describe(): Record<string, unknown> {
+    const now = Date.now();
+    return {
+      name: this.name,
+      urls: this.config.urls,
+      timeoutMs: this.config.timeoutMs,
+      inFlight: this.inFlight,
+      maxConcurrent: this.config.maxConcurrent ?? null,
+      openConnections: this.transport.openConnections(),
+      busyConnections: this.transport.busyConnections(),
+      breaker: { enabled: this.config.breaker.enabled, state: this.breaker.state, ...this.breaker.counts() },
+      instances: this.instances.instances.map((i) => ({
+        url: i.url,
+        inFlight: i.inFlight,
+        ejected: i.ejected(now),
+        ejectedForMs: i.ejected(now) ? i.ejectedUntil - now : 0,
+        consecutiveFailures: i.consecutiveFailures,
+      })),
+    };
+  }
+
+  retire(): void {
+    this.transport.retire();
+    this.breaker.shutdown();
+  }
+
+  close(): void {
+    this.transport.close();
+    this.breaker.shutdown();
+  }
+}
