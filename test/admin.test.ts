@@ -132,7 +132,7 @@ ${extraRoutes}`;
     const ups = json(r).upstreams as Array<Record<string, unknown>>;
     expect(ups.map((u) => u.name).sort()).toEqual(['monolith', 'orders']);
     const m = ups.find((u) => u.name === 'monolith')!;
-    expect(m).toMatchObject({ url: monolith.url, openConnections: 1, busyConnections: 0 });
+    expect(m).toMatchObject({ urls: [monolith.url], openConnections: 1, busyConnections: 0 });
   });
 
   describe('POST /routes/validate', () => {
@@ -211,6 +211,16 @@ ${extraRoutes}`;
       expect((await admin(gw, '/healthz')).status).toBe(200);
     });
 
+    test('the body must be UTF-8; a U+FFFD character in a comment is still UTF-8', async () => {
+      const invalid = Buffer.concat([Buffer.from('# '), Buffer.from([0xff, 0xfe]), Buffer.from(`\n${tableText()}`)]);
+      const bad = await admin(gw, '/routes/validate', { method: 'POST', headers: AUTH, body: invalid });
+      expect(bad.status).toBe(400);
+      expect(json(bad).error.code).toBe('BAD_BODY');
+      const ok = await admin(gw, '/routes/validate', { method: 'POST', headers: AUTH, body: `# replacement character: \uFFFD\n${tableText()}` });
+      expect(ok.status).toBe(200);
+      expect(json(ok).valid).toBe(true);
+    });
+
     test('an empty or blank body: 400', async () => {
       for (const body of ['', '  \n\n ']) {
         const r = await admin(gw, '/routes/validate', { method: 'POST', headers: AUTH, body });
@@ -261,6 +271,50 @@ ${extraRoutes}`;
       writeFileSync(gw.configPath, tableText());
       expect((await admin(gw, '/reload', { method: 'POST', headers: { authorization: 'Bearer rotated-token-value' } })).status).toBe(200);
     });
+  });
+
+  test('a reload that drops the token (or the whole admin block) does not open the running admin API', async () => {
+    // The listener keeps its address until a restart, so it keeps requiring a token too.
+    try {
+      writeFileSync(gw.configPath, tableText().replace(/^admin: .*$/m, 'admin: { port: 0, host: 127.0.0.1, maxBodyBytes: 1024 }'));
+      expect(gw.gw.reload('test').outcome).toBe('applied');
+      expect((await admin(gw, '/routes')).status).toBe(401);
+      expect((await admin(gw, '/reload', { method: 'POST' })).status).toBe(401);
+      expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
+      writeFileSync(gw.configPath, tableText().replace(/^admin: .*$/m, ''));
+      expect(gw.gw.reload('test').outcome).toBe('applied');
+      expect((await admin(gw, '/routes')).status).toBe(401);
+      expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
+    } finally {
+      writeFileSync(gw.configPath, tableText());
+      gw.gw.reload('test');
+    }
+    expect((await admin(gw, '/routes')).status).toBe(401);
+    expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
+  });
+
+  test('/readyz answers 503 while the gateway drains', async () => {
+    const slow = await startUpstream((_req, res) => setTimeout(() => res.end('done'), 400));
+    const g = await startGateway(`
+admin: { port: 0 }
+upstreams: { slow: { url: ${slow.url} } }
+routes: [ { name: all, path: /, upstream: slow } ]
+`);
+    try {
+      const pending = send(g.port, '/wait');
+      const deadline = Date.now() + 2000;
+      while (slow.received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const adminPort = g.gw.adminPort!;
+      const stopping = g.stop();
+      const r = await send(adminPort, '/readyz');
+      expect(r.status).toBe(503);
+      expect(json(r).status).toBe('draining');
+      expect((await pending).body).toBe('done');
+      await stopping;
+    } finally {
+      await g.stop();
+      await slow.close();
+    }
   });
 
   test('no token ever reaches the logs', async () => {

@@ -77,10 +77,15 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.on('end', () => {
       if (settled) return;
       settled = true;
-      const buf = Buffer.concat(chunks);
-      const text = buf.toString('utf8');
-      if (Buffer.byteLength(text) !== buf.length || text.includes('\uFFFD')) reject(new HttpError(400, 'BAD_BODY', 'body is not valid UTF-8'));
-      else resolve(text);
+      let text: string;
+      try {
+        // fatal: invalid bytes throw, while a real U+FFFD character in the text is fine.
+        text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+      } catch {
+        reject(new HttpError(400, 'BAD_BODY', 'body is not valid UTF-8'));
+        return;
+      }
+      resolve(text);
     });
     // A client that leaves mid-body must not leave the handler waiting forever.
     req.on('close', () => {
@@ -136,9 +141,12 @@ export function createAdminApp(control: AdminControl): Koa {
     ctx.body = { status: ready ? 'ready' : 'draining', version: control.table.version };
   });
 
+  // The listener keeps the address it was started with until a restart, so a reload may
+  // rotate the token but never remove it: that would open a (maybe public) admin port.
+  const startupToken = control.table.config.admin?.token;
   const requireToken: Koa.Middleware = async (ctx, next) => {
     // Read per request from the live table, so a token rotation applies on reload.
-    const expected = control.table.config.admin?.token;
+    const expected = control.table.config.admin?.token ?? startupToken;
     if (expected !== undefined) {
       const header = ctx.get('authorization');
       const m = /^Bearer\s+(.+)$/i.exec(header);

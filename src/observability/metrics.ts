@@ -11,7 +11,7 @@ interface SeriesByClass {
 /**
  * The gateway's Prometheus metrics, in a registry of its own. Labels are
  * bounded: route and upstream names come from the table, status is a class,
- * never a raw path. Children are looked up once per route and status class and
+ * never a raw path. Children are looked up once per route, upstream and status class and
  * kept, so recording a request is two property reads and two increments.
  */
 export class GatewayMetrics {
@@ -23,7 +23,8 @@ export class GatewayMetrics {
   private readonly reloads: Counter<'outcome'>;
   private readonly configVersion: Gauge<'version'>;
   private readonly lastReload: Gauge<'outcome'>;
-  private readonly series = new Map<string, SeriesByClass>();
+  /** Cached children by route, then upstream. */
+  private readonly series = new Map<string, Map<string, SeriesByClass>>();
   private readonly fallbacks: Counter<'route' | 'from' | 'to' | 'reason'>;
   private readonly retries: Counter<'upstream'>;
   private readonly breakerTransitions: Counter<'upstream' | 'to'>;
@@ -84,15 +85,23 @@ export class GatewayMetrics {
 
   /** Records one finished request. */
   request(route: string | undefined, upstream: string | undefined, status: number, seconds: number): void {
-    const key = route === undefined ? NO_ROUTE : route;
-    let s = this.series.get(key);
+    const r = route === undefined ? NO_ROUTE : route;
+    const u = upstream === undefined ? NO_ROUTE : upstream;
+    // Keyed by route AND upstream: a request that started before a reload finishes
+    // after it with its old upstream, and must not label the route's new traffic.
+    let byUpstream = this.series.get(r);
+    if (byUpstream === undefined) {
+      byUpstream = new Map();
+      this.series.set(r, byUpstream);
+    }
+    let s = byUpstream.get(u);
     if (s === undefined) {
-      const labels = { route: key, upstream: upstream ?? NO_ROUTE };
+      const labels = { route: r, upstream: u };
       s = {
         requests: STATUS_CLASSES.map((c) => this.requests.labels({ ...labels, status_class: c })),
         duration: STATUS_CLASSES.map((c) => this.duration.labels({ ...labels, status_class: c })),
       };
-      this.series.set(key, s);
+      byUpstream.set(u, s);
     }
     const cls = status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : 4;
     s.requests[cls]!.inc();
@@ -125,7 +134,7 @@ export class GatewayMetrics {
     this.configVersion.set({ version }, 1);
   }
 
-  /** A route table swap may change a route's upstream: drop cached children so labels stay true. */
+  /** A route table swap may retire routes and upstreams: drop their cached children (the series stay exported). */
   tableChanged(): void {
     this.series.clear();
   }
