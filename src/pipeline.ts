@@ -1,16 +1,17 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { rawErrorResponse, sendError, type ErrorCode } from './core/errors';
-import { splitTarget, normalizePath } from './core/path';
+import type { AuthResult, Identity } from './auth';
+import { errorBody, rawErrorResponse, sendError, type ErrorCode } from './core/errors';
+import { normalizePath, splitTarget } from './core/path';
 import { attachState, RequestState, stateOf } from './core/state';
+import { Exchange, type DispatchEvents } from './dispatch';
 import type { Logger } from './observability/logger';
 import type { GatewayMetrics } from './observability/metrics';
 import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
 import { prepareUpstreamHeaders } from './proxy/headers';
 import { classifyError } from './proxy/upstream';
-import { Exchange, type DispatchEvents } from './dispatch';
-import { fallbackPathFor, hostForMatching, upstreamPathFor } from './routing/compile';
+import { fallbackPathFor, hostForMatching, upstreamPathFor, type CompiledRoute } from './routing/compile';
 import type { ActiveTable } from './table';
 
 /** What the request path needs from the running gateway. */
@@ -34,10 +35,21 @@ export interface Pipeline {
 
 const HEALTH_BODY = '{"status":"ok"}';
 
+/** A response the gateway gives instead of proxying (auth refusals). */
+interface Refusal {
+  status: number;
+  code: ErrorCode | undefined;
+  headers: string[];
+  body: Buffer | string;
+}
+
 /**
  * The one place that decides the order of steps for a request:
- * request id -> access log (on close) -> health -> normalise -> route -> headers -> proxy.
- * Every step is a prepared function; nothing here is allocated per request but the state.
+ * request id -> access log and metrics (on close) -> health/keys -> normalise -> route
+ * -> auth (verify, then strip and set identity headers) -> forwarding headers
+ * -> resilience (dispatch: breaker, instance, retry, fallback) -> proxy.
+ * Each step is a prepared function; per request only the state (and, on the
+ * proxy path, its Exchange) is allocated.
  */
 export function createPipeline(host: PipelineHost): Pipeline {
   function onResponseClose(this: ServerResponse): void {
@@ -66,6 +78,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
         bytes: this.req.socket.bytesWritten - state.socketBytesAtStart,
         aborted,
         error: state.errorCode,
+        user: state.userId,
+        auth: state.authFailure,
         client: this.req.socket.remoteAddress,
       },
       'request',
@@ -78,6 +92,93 @@ export function createPipeline(host: PipelineHost): Pipeline {
     sendError(res, code, state.id);
   }
 
+  /** Normalise and match; an error code when the request cannot be routed. */
+  function route(req: IncomingMessage, state: RequestState, table: ActiveTable): CompiledRoute | ErrorCode {
+    const path = normalizePath(state.path, table.decodeSlashes);
+    if (path === null) return 'BAD_PATH';
+    state.path = path;
+    const matcher = table.matcher;
+    const r = matcher.match(state.method, matcher.usesHost ? hostForMatching(req.headers.host) : '', path);
+    if (r === undefined) return 'ROUTE_NOT_FOUND';
+    state.route = r.name;
+    state.upstream = r.upstream;
+    return r;
+  }
+
+  /** Turns an authentication result into an identity (or none), or a refusal, by the route's policy. */
+  function decide(req: IncomingMessage, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, result: AuthResult): Identity | undefined | Refusal {
+    if (result.ok) {
+      const identity = result.identity;
+      if (r.roles !== null && !r.roles.some((role) => identity.roles.includes(role))) {
+        state.authFailure = 'role';
+        return jsonRefusal('FORBIDDEN', state.id);
+      }
+      return identity;
+    }
+    state.authFailure = result.reason;
+    if (r.authPolicy === 'optional' && r.roles === null) return undefined;
+    host.log.info({ reqId: state.id, route: r.name, reason: result.reason, detail: result.detail }, 'authentication refused');
+    if (result.reason === 'unavailable') return jsonRefusal('AUTH_UNAVAILABLE', state.id);
+    if (result.reason === 'denied' && result.deny) {
+      return { status: result.deny.status, code: undefined, headers: [...result.deny.headers, 'X-Request-Id', state.id], body: result.deny.body };
+    }
+    if ((state.method === 'GET' || state.method === 'HEAD') && prefersHtml(req.headers.accept)) {
+      const login = table.auth!.config.loginUrl;
+      const next = encodeURIComponent(state.path + query);
+      return { status: 302, code: undefined, headers: ['Location', `${login}${login.includes('?') ? '&' : '?'}next=${next}`, 'X-Request-Id', state.id, 'Cache-Control', 'no-store'], body: '' };
+    }
+    const challenge = result.reason === 'missing' ? 'Bearer realm="strangler"' : 'Bearer realm="strangler", error="invalid_token"';
+    const refusal = jsonRefusal('UNAUTHORIZED', state.id);
+    refusal.headers.push('WWW-Authenticate', challenge);
+    return refusal;
+  }
+
+  /** Gateway headers, then the verified identity; the client's identity headers never pass. */
+  function prepareHeaders(req: IncomingMessage, state: RequestState, r: CompiledRoute, table: ActiveTable, identity: Identity | undefined, upgrade: boolean): boolean {
+    const tp = req.headers.traceparent;
+    if (!prepareUpstreamHeaders(req, table.policy, state.id, isValidTraceparent(tp) ? undefined : newTraceparent(state.id), upgrade)) return false;
+    if (!r.forwardCredentials) {
+      delete req.headers.authorization;
+      delete req.headers.cookie;
+    }
+    if (identity !== undefined) {
+      state.userId = identity.userId;
+      table.auth!.applyIdentity(req.headers, identity);
+    }
+    return true;
+  }
+
+  function proxy(req: IncomingMessage, res: ServerResponse, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, identity: Identity | undefined): void {
+    if (!prepareHeaders(req, state, r, table, identity, false)) return reject(res, state, 'UNSUPPORTED_TRANSFER_CODING');
+    const fallback = r.fallback === null ? undefined : table.upstreams.get(r.fallback);
+    const exchange = new Exchange(
+      req,
+      res,
+      state,
+      r,
+      upstreamPathFor(r, state.path, query),
+      fallback === undefined ? '' : fallbackPathFor(r, state.path, query),
+      table.upstreams.get(r.upstream)!,
+      fallback,
+      host.dispatchEvents,
+    );
+    state.exchange = exchange;
+    exchange.start();
+  }
+
+  function afterAuth(req: IncomingMessage, res: ServerResponse, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, result: AuthResult): void {
+    if (state.settled || res.destroyed) return;
+    const decision = decide(req, state, r, table, query, result);
+    if (isRefusal(decision)) {
+      state.settled = true;
+      state.errorCode = decision.code;
+      res.writeHead(decision.status, decision.headers);
+      res.end(decision.body);
+      return;
+    }
+    proxy(req, res, state, r, table, query, decision);
+  }
+
   function handle(req: IncomingMessage, res: ServerResponse, state: RequestState, query: string): void {
     const table = host.table;
     if (state.path === table.healthPath) {
@@ -86,32 +187,26 @@ export function createPipeline(host: PipelineHost): Pipeline {
       res.end(HEALTH_BODY);
       return;
     }
-    const path = normalizePath(state.path, table.decodeSlashes);
-    if (path === null) return reject(res, state, 'BAD_PATH');
-    state.path = path;
-    const matcher = table.matcher;
-    const route = matcher.match(state.method, matcher.usesHost ? hostForMatching(req.headers.host) : '', path);
-    if (route === undefined) return reject(res, state, 'ROUTE_NOT_FOUND');
-    state.route = route.name;
-    state.upstream = route.upstream;
-    const tp = req.headers.traceparent;
-    if (!prepareUpstreamHeaders(req, table.policy, state.id, isValidTraceparent(tp) ? undefined : newTraceparent(state.id), false)) {
-      return reject(res, state, 'UNSUPPORTED_TRANSFER_CODING');
+    const internal = table.auth?.internal;
+    if (internal !== undefined && state.path === table.auth!.config.internalToken.jwksPath) {
+      state.settled = true;
+      res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': state.id, 'cache-control': 'public, max-age=300' });
+      res.end(internal.jwks);
+      return;
     }
-    const fallback = route.fallback === null ? undefined : table.upstreams.get(route.fallback);
-    const exchange = new Exchange(
-      req,
-      res,
-      state,
-      route,
-      upstreamPathFor(route, path, query),
-      fallback === undefined ? '' : fallbackPathFor(route, path, query),
-      table.upstreams.get(route.upstream)!,
-      fallback,
-      host.dispatchEvents,
-    );
-    state.exchange = exchange;
-    exchange.start();
+    const r = route(req, state, table);
+    if (typeof r === 'string') return reject(res, state, r);
+    if (r.authPolicy === 'none' || table.auth === undefined) return proxy(req, res, state, r, table, query, undefined);
+    const result = table.auth.authenticate(req, state.id, state.path + query);
+    if (result instanceof Promise) {
+      result.then(
+        (v) => afterAuth(req, res, state, r, table, query, v),
+        (err: unknown) => {
+          host.log.error({ reqId: state.id, err }, 'authentication failed unexpectedly');
+          if (!state.settled) reject(res, state, 'INTERNAL');
+        },
+      );
+    } else afterAuth(req, res, state, r, table, query, result);
   }
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -129,50 +224,86 @@ export function createPipeline(host: PipelineHost): Pipeline {
     }
   }
 
+  function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, identity: Identity | undefined): void {
+    if (!prepareHeaders(req, state, r, table, identity, true)) return refuseSocket(socket, state, 'UNSUPPORTED_TRANSFER_CODING');
+    const upstream = table.upstreams.get(r.upstream)!;
+    const instance = upstream.breaker.allows() ? upstream.instances.pick() : undefined;
+    if (instance === undefined) return refuseSocket(socket, state, 'CIRCUIT_OPEN');
+    req.url = state.upstreamPath = upstreamPathFor(r, state.path, query);
+    host.socketUpgraded(socket);
+    host.log.debug({ reqId: state.id, route: r.name, upstream: r.upstream }, 'websocket upgrade');
+    upstream.transport.upgrade(instance.index, req, socket, head, (err) => {
+      if (state.upgraded || !socket.writable) return void socket.destroy();
+      const code = classifyError(err);
+      state.errorCode = code;
+      host.log.warn({ reqId: state.id, upstream: upstream.name, code }, 'websocket upstream failed');
+      socket.end(rawErrorResponse(code, state.id));
+    });
+  }
+
+  function refuseSocket(socket: Duplex, state: RequestState, code: ErrorCode): void {
+    state.errorCode = code;
+    host.log.info({ reqId: state.id, path: state.path, code }, 'websocket upgrade refused');
+    socket.end(rawErrorResponse(code, state.id));
+  }
+
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // After an upgrade the HTTP server no longer watches the socket: an unhandled error would crash the process.
     socket.on('error', swallow);
     const [rawPath, query] = splitTarget(req.url ?? '/');
     const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, undefined, 0);
     attachState(req, state);
-    const refuse = (code: ErrorCode) => {
-      state.errorCode = code;
-      host.log.info({ reqId: state.id, path: state.path, code }, 'websocket upgrade refused');
-      socket.end(rawErrorResponse(code, state.id));
-    };
     try {
       const table = host.table;
-      const path = normalizePath(rawPath, table.decodeSlashes);
-      if (path === null) return refuse('BAD_PATH');
-      state.path = path;
-      const route = table.matcher.match(state.method, table.matcher.usesHost ? hostForMatching(req.headers.host) : '', path);
-      if (route === undefined || !route.websocket) return refuse('ROUTE_NOT_FOUND');
-      state.route = route.name;
-      state.upstream = route.upstream;
-      const tp = req.headers.traceparent;
-      if (!prepareUpstreamHeaders(req, table.policy, state.id, isValidTraceparent(tp) ? undefined : newTraceparent(state.id), true)) {
-        return refuse('UNSUPPORTED_TRANSFER_CODING');
-      }
-      const upstream = table.upstreams.get(route.upstream)!;
-      const instance = upstream.breaker.allows() ? upstream.instances.pick() : undefined;
-      if (instance === undefined) return refuse('CIRCUIT_OPEN');
-      req.url = state.upstreamPath = upstreamPathFor(route, path, query);
-      host.socketUpgraded(socket);
-      host.log.debug({ reqId: state.id, route: route.name, upstream: route.upstream }, 'websocket upgrade');
-      upstream.transport.upgrade(instance.index, req, socket, head, (err) => {
-        if (state.upgraded || !socket.writable) return void socket.destroy();
-        const code = classifyError(err);
-        state.errorCode = code;
-        host.log.warn({ reqId: state.id, upstream: upstream.name, code }, 'websocket upstream failed');
-        socket.end(rawErrorResponse(code, state.id));
-      });
+      const r = route(req, state, table);
+      if (typeof r === 'string') return refuseSocket(socket, state, r);
+      if (!r.websocket) return refuseSocket(socket, state, 'ROUTE_NOT_FOUND');
+      if (r.authPolicy === 'none' || table.auth === undefined) return upgrade(req, socket, head, state, r, table, query, undefined);
+      const settle = (result: AuthResult) => {
+        if (socket.destroyed) return;
+        const decision = decide(req, state, r, table, query, result);
+        if (isRefusal(decision)) {
+          socket.end(rawResponse(decision));
+          return;
+        }
+        upgrade(req, socket, head, state, r, table, query, decision);
+      };
+      const result = table.auth.authenticate(req, state.id, state.path + query);
+      if (result instanceof Promise) result.then(settle, () => refuseSocket(socket, state, 'INTERNAL'));
+      else settle(result);
     } catch (err) {
       host.log.error({ reqId: state.id, err }, 'websocket upgrade failed');
-      refuse('INTERNAL');
+      refuseSocket(socket, state, 'INTERNAL');
     }
   }
 
   return { onRequest, onUpgrade };
+}
+
+function jsonRefusal(code: ErrorCode, requestId: string): Refusal {
+  const body = errorBody(code, requestId);
+  const status = code === 'FORBIDDEN' ? 403 : code === 'UNAUTHORIZED' ? 401 : 503;
+  return { status, code, headers: ['Content-Type', 'application/json; charset=utf-8', 'Cache-Control', 'no-store', 'X-Request-Id', requestId], body };
+}
+
+function isRefusal(x: Identity | undefined | Refusal): x is Refusal {
+  return x !== undefined && (x as Refusal).status !== undefined;
+}
+
+function rawResponse(r: Refusal): string {
+  const body = typeof r.body === 'string' ? r.body : r.body.toString('utf8');
+  let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? ''}\r\n`;
+  for (let i = 0; i < r.headers.length; i += 2) head += `${r.headers[i]}: ${r.headers[i + 1]}\r\n`;
+  return `${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
+/** A browser navigation: Accept lists text/html before any JSON. */
+function prefersHtml(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  const html = accept.indexOf('text/html');
+  if (html === -1) return false;
+  const json = accept.indexOf('application/json');
+  return json === -1 || html < json;
 }
 
 function swallow(): void {

@@ -8,7 +8,9 @@ import { createLoggers, type LogOutputs, type Logger, type Loggers } from './obs
 import { GatewayMetrics } from './observability/metrics';
 import { createPipeline, type PipelineHost } from './pipeline';
 import { diffTables, summarize } from './routing/diff';
+import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
+import { UpstreamBreaker } from './resilience/breaker';
 import { activate, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
 
 export interface GatewayOptions {
@@ -79,6 +81,12 @@ export class Gateway implements PipelineHost, AdminControl {
       log: this.log,
       events: { breakerChanged: (upstream, _from, to) => metrics.breakerChanged(upstream, to), instanceEjected: () => undefined },
       onResponse: onUpstreamResponse,
+      authBreaker: (auth) =>
+        auth.forward
+          ? (new UpstreamBreaker(auth.forward.breaker, {
+              stateChanged: (from, to, counts) => this.log[to === 'open' ? 'warn' : 'info']({ upstream: 'auth.forward', from, to, ...counts }, `circuit ${to} for the forward-auth endpoint`),
+            }) as unknown as AuthBreaker)
+          : undefined,
     };
     this.table = activate(loaded, this.deps);
     this.metrics.activeVersion(loaded.version);
@@ -164,6 +172,7 @@ export class Gateway implements PipelineHost, AdminControl {
     this.metrics.activeVersion(next.version);
     this.metrics.reload('applied');
     for (const upstream of retiredUpstreams(current, next)) upstream.retire();
+    if (current.auth !== next.auth) current.auth?.stop();
     this.log.info({ trigger, version: next.version, previousVersion: current.version, changes }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
     return { outcome: 'applied', version: next.version, previousVersion: current.version, changes };
   }
@@ -255,6 +264,7 @@ export class Gateway implements PipelineHost, AdminControl {
       });
     }
     for (const upstream of this.table.upstreams.values()) upstream.close();
+    this.table.auth?.stop();
     this.log.info('stopped');
     this.loggers.flush();
   }

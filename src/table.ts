@@ -4,6 +4,7 @@ import type { Logger } from './observability/logger';
 import { forwardingPolicy, type ForwardingPolicy } from './proxy/headers';
 import type { ResponseHandler } from './proxy/upstream';
 import { RouteMatcher } from './routing/compile';
+import { Authenticator, type AuthBreaker } from './auth';
 import { Upstream, type UpstreamEvents } from './upstream';
 
 /**
@@ -22,12 +23,15 @@ export interface ActiveTable {
   readonly policy: ForwardingPolicy;
   readonly healthPath: string;
   readonly decodeSlashes: boolean;
+  readonly auth: Authenticator | undefined;
 }
 
 export interface TableDeps {
   log: Logger;
   events: UpstreamEvents;
   onResponse: ResponseHandler;
+  /** Makes the breaker that protects a forward-auth endpoint. */
+  authBreaker(config: NonNullable<RouteTableConfig['auth']>): AuthBreaker | undefined;
 }
 
 export function activate(loaded: LoadedTable, deps: TableDeps, previous?: ActiveTable): ActiveTable {
@@ -38,6 +42,15 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     const kept = previous?.upstreams.get(name);
     upstreams.set(name, kept && sameUpstream(kept.config, cfg) ? kept : new Upstream(name, cfg, deps.log, deps.events, deps.onResponse));
   }
+  let auth: Authenticator | undefined;
+  if (config.auth) {
+    const kept = previous?.auth;
+    if (kept && JSON.stringify(kept.config) === JSON.stringify(config.auth)) auth = kept;
+    else {
+      auth = new Authenticator(config.auth, deps.authBreaker(config.auth));
+      auth.start();
+    }
+  }
   return Object.freeze({
     version: loaded.version,
     loadedAt: new Date(),
@@ -45,9 +58,10 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     config,
     matcher: new RouteMatcher(config),
     upstreams,
-    policy: forwardingPolicy(config.server.trustProxy),
+    policy: forwardingPolicy(config.server.trustProxy, auth?.ownedHeaders() ?? DEFAULT_IDENTITY_HEADERS),
     healthPath: config.server.healthPath,
     decodeSlashes: config.server.encodedSlashes === 'decode',
+    auth,
   });
 }
 
@@ -56,6 +70,9 @@ export function retiredUpstreams(previous: ActiveTable, next: ActiveTable): Upst
   const inUse = new Set(next.upstreams.values());
   return [...previous.upstreams.values()].filter((u) => !inUse.has(u));
 }
+
+/** Without an auth block the default identity headers are still never believed from a client. */
+const DEFAULT_IDENTITY_HEADERS = ['X-User-Id', 'X-User-Email', 'X-User-Roles'];
 
 function sameUpstream(a: UpstreamConfig, b: UpstreamConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b);

@@ -303,11 +303,11 @@ routes:
 
     const byDefault = cli(['explain', '--config', file, 'GET', '/api/users/1'], { STRANGLER_VALIDATE_TEST_PORT: undefined });
     expect(byDefault.status).toBe(0);
-    expect(JSON.parse(byDefault.stdout).upstream).toEqual({ name: 'users', url: 'http://127.0.0.1:4001' });
+    expect(JSON.parse(byDefault.stdout).upstream).toEqual({ name: 'users', urls: ['http://127.0.0.1:4001'] });
 
     const fromEnv = cli(['explain', '--config', file, 'GET', '/api/users/1'], { [UNSET_VAR]: 'http://127.0.0.1:4555' });
     expect(fromEnv.status).toBe(0);
-    expect(JSON.parse(fromEnv.stdout).upstream).toEqual({ name: 'users', url: 'http://127.0.0.1:4555' });
+    expect(JSON.parse(fromEnv.stdout).upstream).toEqual({ name: 'users', urls: ['http://127.0.0.1:4555'] });
   });
 
   test('a bad value from the environment is reported at the ${...} reference', () => {

@@ -149,6 +149,12 @@ export const RouteSchema = z.strictObject({
   fallback: name.optional(),
   /** Retry once on a connect failure or a reset reused connection, for these methods. */
   retry: RetrySchema.default(() => RetrySchema.parse({})),
+  /** none | optional | required; default: auth.default. */
+  auth: z.enum(['none', 'optional', 'required']).optional(),
+  /** Any of these roles is needed (implies auth: required). */
+  roles: z.array(z.string().min(1)).min(1).optional(),
+  /** Send the client's Authorization header and cookies upstream (default) or drop them. */
+  forwardCredentials: bool.default(true),
   /** Request bodies up to this size are kept so a retry or fallback can replay them. */
   replayBodyBytes: int(0, 64 * 1024 * 1024).default(65_536),
 });
@@ -180,7 +186,72 @@ export const ReloadSchema = z.strictObject({
   pollIntervalMs: int(0, 600_000).default(2_000),
 });
 
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name');
+
+export const JwtSchema = z
+  .strictObject({
+    /** HS256 shared secret (use ${ENV}); shown as *** everywhere. */
+    secret: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** RS256/ES256 public keys; fetched once, refreshed in the background, kept when the key server is down. */
+    jwksUrl: upstreamUrl.optional(),
+    issuer: z.string().min(1).optional(),
+    audience: z.string().min(1).optional(),
+    /** The token may also come from this cookie (besides Authorization: Bearer). */
+    cookie: z.string().min(1).optional(),
+    algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'])).min(1).default(['RS256', 'ES256']),
+    clockToleranceSec: int(0, 600).default(30),
+    /** Claim names, for issuers that use others. */
+    claims: z
+      .strictObject({ userId: z.string().min(1).default('sub'), email: z.string().min(1).default('email'), roles: z.string().min(1).default('roles') })
+      .default(() => ({ userId: 'sub', email: 'email', roles: 'roles' })),
+    /** Background refresh of the key set. */
+    jwksRefreshMs: int(1000, 86_400_000).default(300_000),
+    /** An unknown `kid` refetches the key set at most this often. */
+    jwksMinRefetchMs: int(0, 3_600_000).default(10_000),
+    /** Verified tokens kept (by hash) until they expire, so a signature is not re-checked per request. */
+    cacheSize: int(0, 1_000_000).default(10_000),
+  })
+  .refine((j) => j.secret !== undefined || j.jwksUrl !== undefined, { message: 'give secret (HS256), jwksUrl (RS256/ES256), or both' });
+
+export const ForwardAuthSchema = z.strictObject({
+  /** Asked with the request's cookies and Authorization; 2xx = authenticated, 401/403 = that answer. */
+  url: upstreamUrl,
+  copyHeaders: z.array(headerName).default(['X-User-Id', 'X-User-Email', 'X-User-Roles']),
+  cacheMs: int(0, 3_600_000).default(30_000),
+  timeoutMs: int(1, 60_000).default(2_000),
+  cacheSize: int(0, 1_000_000).default(10_000),
+  breaker: BreakerSchema.default(() => BreakerSchema.parse({})),
+});
+
+export const InternalTokenSchema = z.strictObject({
+  /** Sign a short-lived JWT with the verified identity for upstreams. */
+  enabled: bool.default(false),
+  /** `X-Strangler-Identity` or `Authorization` (replaces the client's). */
+  header: headerName.default('X-Strangler-Identity'),
+  issuer: z.string().min(1).default('strangler'),
+  audience: z.string().min(1).optional(),
+  ttlSec: int(5, 3600).default(60),
+  /** PKCS#8 PEM file of an ES256 key, shared by every replica; default: a key made at start. */
+  privateKeyFile: z.string().min(1).optional(),
+  /** Where the gateway publishes its public keys (on the gateway port, before routing). */
+  jwksPath: routePath.default('/.well-known/strangler/jwks.json'),
+});
+
+export const AuthSchema = z.strictObject({
+  /** Policy of routes that do not set `auth`. */
+  default: z.enum(['none', 'optional', 'required']).default('none'),
+  jwt: JwtSchema.optional(),
+  forward: ForwardAuthSchema.optional(),
+  identityHeaders: z
+    .strictObject({ userId: headerName.default('X-User-Id'), email: headerName.default('X-User-Email'), roles: headerName.default('X-User-Roles') })
+    .default(() => ({ userId: 'X-User-Id', email: 'X-User-Email', roles: 'X-User-Roles' })),
+  /** Browsers without a session are sent here (with ?next=<original path>). */
+  loginUrl: z.string().min(1).default('/login'),
+  internalToken: InternalTokenSchema.default(() => InternalTokenSchema.parse({})),
+});
+
 export const RouteTableSchema = z.strictObject({
+  auth: AuthSchema.optional(),
   server: ServerSchema.default(() => ServerSchema.parse({})),
   admin: AdminSchema.optional(),
   reload: ReloadSchema.default(() => ReloadSchema.parse({})),
@@ -195,6 +266,9 @@ export type RouteConfig = z.infer<typeof RouteSchema>;
 export type LogConfig = z.infer<typeof LogSchema>;
 export type AdminConfig = z.infer<typeof AdminSchema>;
 export type ReloadConfig = z.infer<typeof ReloadSchema>;
+export type AuthConfig = z.infer<typeof AuthSchema>;
+export type JwtConfig = z.infer<typeof JwtSchema>;
+export type ForwardAuthConfig = z.infer<typeof ForwardAuthSchema>;
 export type BreakerConfig = z.infer<typeof BreakerSchema>;
 export type OutlierConfig = z.infer<typeof OutlierSchema>;
 export type RouteTableConfig = z.infer<typeof RouteTableSchema>;

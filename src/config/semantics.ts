@@ -18,6 +18,10 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
     const paths = new Set((u.urls ?? []).map((x) => new URL(x).pathname.replace(/\/$/, '')));
     if (paths.size > 1) problems.push(map.problem(['upstreams', name, 'urls'], `upstreams.${name}.urls: every instance must have the same path`));
   }
+  const authPolicyUsed = table.routes.some((r) => r && ((r.auth ?? table.auth?.default ?? 'none') !== 'none' || r.roles));
+  if (authPolicyUsed && !table.auth?.jwt && !table.auth?.forward) {
+    problems.push(map.problem(table.auth ? ['auth'] : ['routes'], 'auth: routes ask for authentication but neither auth.jwt nor auth.forward is configured'));
+  }
   const admin = table.admin;
   if (admin && admin.token === undefined && !isLoopback(admin.host)) {
     problems.push(map.problem(['admin', 'host'], `admin.host: "${admin.host}" is reachable from other machines, so admin.token is required`));

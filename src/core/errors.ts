@@ -5,6 +5,9 @@ import { STATUS_CODES, type ServerResponse } from 'node:http';
  * clients, dashboards and runbooks match on them, so never rename one.
  */
 export const ErrorCatalogue = {
+  UNAUTHORIZED: { status: 401, message: 'Sign in to use this resource' },
+  FORBIDDEN: { status: 403, message: 'Your account is not allowed to use this resource' },
+  AUTH_UNAVAILABLE: { status: 503, message: 'Your session cannot be checked right now' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No route matches this request' },
   BAD_PATH: { status: 400, message: 'The request path cannot be normalised safely' },
   UNSUPPORTED_TRANSFER_CODING: { status: 501, message: 'Only the chunked transfer coding is supported' },

@@ -23,6 +23,10 @@ export class RequestState {
   upgraded = false;
   /** The request's dispatch (retries, fallback), told when the response closes. */
   exchange: { closed(aborted: boolean): void } | undefined = undefined;
+  /** Verified user id, when the route authenticated one (for logs and canary stickiness). */
+  userId: string | undefined = undefined;
+  /** Why authentication failed, as a reason code (never the credential). */
+  authFailure: string | undefined = undefined;
   constructor(
     readonly id: string,
     readonly startedAt: number,

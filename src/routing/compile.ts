@@ -18,6 +18,9 @@ export interface CompiledRoute {
   /** Methods retried on a connect failure, or null when the route turns retries off. */
   readonly retryMethods: ReadonlySet<string> | null;
   readonly fallback: string | null;
+  readonly authPolicy: 'none' | 'optional' | 'required';
+  readonly roles: readonly string[] | null;
+  readonly forwardCredentials: boolean;
   /** The fallback upstream's base path (the fallback sees the original, unstripped path). */
   readonly fallbackBasePath: string;
   readonly config: RouteConfig;
@@ -119,6 +122,10 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig): CompiledRoute {
     websocket: r.websocket,
     retryMethods: r.retry.enabled ? new Set(r.retry.methods) : null,
     fallback: r.fallback ?? null,
+    // Listing roles implies a verified user.
+    authPolicy: r.roles ? 'required' : (r.auth ?? table.auth?.default ?? 'none'),
+    roles: r.roles ?? null,
+    forwardCredentials: r.forwardCredentials,
     fallbackBasePath: r.fallback && table.upstreams[r.fallback] ? new URL(table.upstreams[r.fallback]!.urls[0]!).pathname.replace(/\/$/, '') : '',
     config: r,
   });

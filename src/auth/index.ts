@@ -1,0 +1,100 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { AuthConfig } from '../config/schema';
+import { ForwardAuth, type AuthBreaker } from './forward';
+import type { AuthResult, Identity } from './identity';
+import { InternalTokens } from './internalToken';
+import { JwtVerifier } from './jwt';
+
+export type { AuthResult, Identity } from './identity';
+export type { AuthBreaker } from './forward';
+
+const MISSING: AuthResult = { ok: false, reason: 'missing' };
+
+/**
+ * Checks the portal session once, at the gateway: a JWT (Authorization:
+ * Bearer or a cookie) and/or forward auth. Built when the table loads and
+ * kept across reloads while `auth` is unchanged (key cache, answer caches).
+ */
+export class Authenticator {
+  readonly jwt: JwtVerifier | undefined;
+  readonly forward: ForwardAuth | undefined;
+  readonly internal: InternalTokens | undefined;
+  /** Lower-case identity header names, in the order userId, email, roles. */
+  private readonly userIdHeader: string;
+  private readonly emailHeader: string;
+  private readonly rolesHeader: string;
+  private readonly internalHeader: string;
+  private readonly cookieName: string | undefined;
+
+  constructor(
+    readonly config: AuthConfig,
+    forwardBreaker: AuthBreaker | undefined,
+  ) {
+    this.jwt = config.jwt ? new JwtVerifier(config.jwt) : undefined;
+    this.forward = config.forward && forwardBreaker ? new ForwardAuth(config.forward, config.identityHeaders, forwardBreaker) : undefined;
+    const it = config.internalToken;
+    this.internal = it.enabled ? new InternalTokens(it) : undefined;
+    this.userIdHeader = config.identityHeaders.userId.toLowerCase();
+    this.emailHeader = config.identityHeaders.email.toLowerCase();
+    this.rolesHeader = config.identityHeaders.roles.toLowerCase();
+    this.internalHeader = it.header.toLowerCase();
+    this.cookieName = config.jwt?.cookie;
+  }
+
+  start(): void {
+    this.jwt?.start();
+  }
+
+  stop(): void {
+    this.jwt?.stop();
+    this.forward?.close();
+  }
+
+  /** Headers only the gateway may set: every client-sent copy is stripped, on every route. */
+  ownedHeaders(): string[] {
+    const names = [this.userIdHeader, this.emailHeader, this.rolesHeader, ...(this.config.forward?.copyHeaders ?? [])];
+    if (this.internal && this.internalHeader !== 'authorization') names.push(this.internalHeader);
+    return names;
+  }
+
+  /** The request's identity: synchronous when the answer is cached, a promise otherwise. */
+  authenticate(req: IncomingMessage, requestId: string, originalUri: string): AuthResult | Promise<AuthResult> {
+    const h = req.headers;
+    if (this.jwt !== undefined) {
+      const token = bearer(h.authorization) ?? (this.cookieName ? cookie(h.cookie, this.cookieName) : undefined);
+      if (token !== undefined) return this.jwt.cached(token) ?? this.jwt.verify(token);
+    }
+    if (this.forward !== undefined) {
+      if (h.cookie === undefined && h.authorization === undefined) return MISSING;
+      const credential = `${h.cookie ?? ''}\n${h.authorization ?? ''}`;
+      return this.forward.cached(credential) ?? this.forward.check(credential, req, requestId, originalUri);
+    }
+    return MISSING;
+  }
+
+  /** Sets the identity headers (after the client's copies were stripped). */
+  applyIdentity(h: IncomingHttpHeaders, identity: Identity): void {
+    if (identity.copied) for (let i = 0; i < identity.copied.length; i += 2) h[identity.copied[i]!.toLowerCase()] = identity.copied[i + 1]!;
+    if (identity.userId !== '') h[this.userIdHeader] = identity.userId;
+    if (identity.email !== undefined) h[this.emailHeader] = identity.email;
+    if (identity.roles.length) h[this.rolesHeader] = identity.roles.join(',');
+    if (this.internal) h[this.internalHeader] = this.internalHeader === 'authorization' ? `Bearer ${this.internal.tokenFor(identity)}` : this.internal.tokenFor(identity);
+  }
+}
+
+function bearer(value: string | undefined): string | undefined {
+  if (value === undefined || value.length < 8) return undefined;
+  return value.slice(0, 7).toLowerCase() === 'bearer ' ? value.slice(7).trim() || undefined : undefined;
+}
+
+function cookie(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      const v = part.slice(eq + 1).trim();
+      return v === '' ? undefined : v;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,97 @@
+import { createHash, createSecretKey, type KeyObject } from 'node:crypto';
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JwtConfig } from '../config/schema';
+import { parseRoles, type AuthResult, type Identity } from './identity';
+import { KeySet } from './jwks';
+import { Lru } from './lru';
+
+interface CachedToken {
+  identity: Identity;
+  /** ms epoch after which the cached verification no longer holds. */
+  until: number;
+}
+
+/**
+ * Verifies portal session tokens. Algorithms are pinned per key type: HS256
+ * only with the shared secret, the configured asymmetric ones only with JWKS
+ * keys, `none` never. `exp` is required; `nbf`, `iss`, `aud` enforced with a
+ * small clock tolerance. A verified token is cached by its hash until it
+ * expires, so the signature is checked once, not on every request.
+ */
+export class JwtVerifier {
+  private readonly secret: KeyObject | undefined;
+  readonly keys: KeySet | undefined;
+  private readonly cache: Lru<CachedToken>;
+  private readonly algorithms: string[];
+
+  constructor(private readonly cfg: JwtConfig) {
+    this.secret = cfg.secret === undefined ? undefined : createSecretKey(Buffer.from(cfg.secret, 'utf8'));
+    this.keys = cfg.jwksUrl === undefined ? undefined : new KeySet(cfg.jwksUrl, cfg.jwksRefreshMs, cfg.jwksMinRefetchMs);
+    this.cache = new Lru(cfg.cacheSize);
+    this.algorithms = [...(this.secret ? ['HS256'] : []), ...(this.keys ? cfg.algorithms : [])];
+  }
+
+  start(): void {
+    this.keys?.start();
+  }
+
+  stop(): void {
+    this.keys?.stop();
+  }
+
+  /** Cached answer for a token, synchronously; undefined when it must be verified. */
+  cached(token: string): AuthResult | undefined {
+    const hit = this.cache.get(hash(token));
+    if (hit === undefined) return undefined;
+    if (hit.until <= Date.now()) return { ok: false, reason: 'expired' };
+    return { ok: true, identity: hit.identity };
+  }
+
+  async verify(token: string): Promise<AuthResult> {
+    let alg: string | undefined;
+    let kid: string | undefined;
+    try {
+      ({ alg, kid } = decodeProtectedHeader(token));
+    } catch {
+      return { ok: false, reason: 'invalid', detail: 'malformed token' };
+    }
+    if (alg === undefined || !this.algorithms.includes(alg)) return { ok: false, reason: 'invalid', detail: `algorithm ${alg ?? 'missing'} not accepted` };
+    let key: KeyObject | JWTVerifyGetKey;
+    if (alg === 'HS256') key = this.secret!;
+    else {
+      const resolver = await this.keys!.resolver(kid);
+      // No key was ever fetched: the token cannot be checked, which is not the user's fault.
+      if (resolver === undefined) return { ok: false, reason: 'unavailable', detail: 'signing keys unavailable' };
+      key = resolver;
+    }
+    try {
+      const { payload } = await jwtVerify(token, key as KeyObject, {
+        algorithms: [alg],
+        issuer: this.cfg.issuer,
+        audience: this.cfg.audience,
+        clockTolerance: this.cfg.clockToleranceSec,
+        requiredClaims: ['exp'],
+      });
+      const identity = this.identityOf(payload);
+      if (identity === undefined) return { ok: false, reason: 'invalid', detail: `claim ${this.cfg.claims.userId} missing` };
+      this.cache.set(hash(token), { identity, until: payload.exp! * 1000 + this.cfg.clockToleranceSec * 1000 });
+      return { ok: true, identity };
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) return { ok: false, reason: 'expired' };
+      if (err instanceof errors.JWKSNoMatchingKey) return { ok: false, reason: 'invalid', detail: 'unknown signing key' };
+      return { ok: false, reason: 'invalid', detail: (err as { code?: string }).code ?? 'verification failed' };
+    }
+  }
+
+  private identityOf(p: JWTPayload): Identity | undefined {
+    const c = this.cfg.claims;
+    const userId = p[c.userId];
+    if (typeof userId !== 'string' && typeof userId !== 'number') return undefined;
+    const email = p[c.email];
+    return { userId: String(userId), email: typeof email === 'string' ? email : undefined, roles: parseRoles(p[c.roles]), source: 'jwt', copied: undefined };
+  }
+}
+
+export function hash(value: string): string {
+  return createHash('sha256').update(value).digest('base64url');
+}
