@@ -140,6 +140,7 @@ export class Exchange {
     const status = proxyRes.statusCode ?? 502;
     const headers = responseHeaders(proxyRes.rawHeaders, state.id);
     if (this.isFallback) headers.push('X-Strangler-Fallback', this.upstream.name);
+    if (state.extraResponseHeaders !== undefined) headers.push(...state.extraResponseHeaders);
     this.res.writeHead(status, proxyRes.statusMessage, headers);
     proxyRes.once('close', onProxyResClose);
     (proxyRes as IncomingMessage & { gatewayRes?: ServerResponse }).gatewayRes = this.res;
@@ -213,6 +214,7 @@ export class Exchange {
   private fallBack(reason: string): void {
     const from = this.upstream.name;
     this.isFallback = true;
+    this.state.fellBack = true;
     this.events.fallback(this.route.name, from, this.fallback!.name, reason);
     this.events.log.info({ reqId: this.state.id, route: this.route.name, from, to: this.fallback!.name, reason }, 'falling back');
     this.tryUpstream(this.fallback!, undefined);

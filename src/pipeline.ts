@@ -11,7 +11,8 @@ import type { GatewayMetrics } from './observability/metrics';
 import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
 import { prepareUpstreamHeaders } from './proxy/headers';
 import { classifyError } from './proxy/upstream';
-import { fallbackPathFor, hostForMatching, upstreamPathFor, type CompiledRoute } from './routing/compile';
+import { canaryPathFor, fallbackPathFor, hostForMatching, upstreamPathFor, type CompiledRoute } from './routing/compile';
+import type { CanaryState } from './canary/state';
 import type { ActiveTable } from './table';
 
 /** What the request path needs from the running gateway. */
@@ -59,6 +60,12 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const aborted = !this.writableFinished;
     state.exchange?.closed(aborted);
     const ms = performance.now() - state.startedAt;
+    if (state.canarySide !== undefined) {
+      // A canary that failed over to the primary still failed.
+      const failed = this.statusCode >= 500 || (state.canarySide === 'canary' && state.fellBack);
+      state.canary!.record(state.canarySide, failed, ms);
+      host.metrics?.canary(state.route!, state.canarySide, failed, ms / 1000);
+    }
     const metrics = host.metrics;
     if (metrics !== undefined) {
       metrics.request(state.route, state.upstream, this.statusCode, ms / 1000);
@@ -80,6 +87,9 @@ export function createPipeline(host: PipelineHost): Pipeline {
         error: state.errorCode,
         user: state.userId,
         auth: state.authFailure,
+        canary: state.canarySide,
+        canaryReason: state.canaryReason,
+        fallback: state.fellBack || undefined,
         client: this.req.socket.remoteAddress,
       },
       'request',
@@ -150,18 +160,25 @@ export function createPipeline(host: PipelineHost): Pipeline {
 
   function proxy(req: IncomingMessage, res: ServerResponse, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, identity: Identity | undefined): void {
     if (!prepareHeaders(req, state, r, table, identity, false)) return reject(res, state, 'UNSUPPORTED_TRANSFER_CODING');
-    const fallback = r.fallback === null ? undefined : table.upstreams.get(r.fallback);
-    const exchange = new Exchange(
-      req,
-      res,
-      state,
-      r,
-      upstreamPathFor(r, state.path, query),
-      fallback === undefined ? '' : fallbackPathFor(r, state.path, query),
-      table.upstreams.get(r.upstream)!,
-      fallback,
-      host.dispatchEvents,
-    );
+    const canary = table.canaries.get(r.name);
+    let exchange: Exchange;
+    if (canary !== undefined && canaryChosen(req, state, canary, identity)) {
+      // The canary side; if it cannot be reached (or its circuit is open) the primary answers instead.
+      exchange = new Exchange(req, res, state, r, canaryPathFor(r, state.path, query), upstreamPathFor(r, state.path, query), table.upstreams.get(canary.config.upstream)!, table.upstreams.get(r.upstream)!, host.dispatchEvents);
+    } else {
+      const fallback = r.fallback === null ? undefined : table.upstreams.get(r.fallback);
+      exchange = new Exchange(
+        req,
+        res,
+        state,
+        r,
+        upstreamPathFor(r, state.path, query),
+        fallback === undefined ? '' : fallbackPathFor(r, state.path, query),
+        table.upstreams.get(r.upstream)!,
+        fallback,
+        host.dispatchEvents,
+      );
+    }
     state.exchange = exchange;
     exchange.start();
   }
@@ -278,6 +295,16 @@ export function createPipeline(host: PipelineHost): Pipeline {
   }
 
   return { onRequest, onUpgrade };
+}
+
+/** Picks the canary side for this user; records the choice on the state. */
+function canaryChosen(req: IncomingMessage, state: RequestState, canary: CanaryState, identity: Identity | undefined): boolean {
+  const d = canary.decide(req.headers, identity?.userId, identity?.roles);
+  state.canary = canary;
+  state.canarySide = d.side;
+  state.canaryReason = d.reason;
+  if (d.setCookie !== undefined) state.extraResponseHeaders = ['Set-Cookie', d.setCookie];
+  return d.side === 'canary';
 }
 
 function jsonRefusal(code: ErrorCode, requestId: string): Refusal {

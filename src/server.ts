@@ -70,6 +70,7 @@ export class Gateway implements PipelineHost, AdminControl {
       () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, open: u.transport.openConnections() })),
       () => this.inFlight,
       () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, state: u.breaker.state })),
+      () => [...this.table.canaries.values()].map((c) => ({ route: c.route, percent: c.effectivePercent(), rolledBack: c.rolledBack !== undefined })),
     );
     const metrics = this.metrics;
     this.dispatchEvents = {
@@ -81,6 +82,13 @@ export class Gateway implements PipelineHost, AdminControl {
       log: this.log,
       events: { breakerChanged: (upstream, _from, to) => metrics.breakerChanged(upstream, to), instanceEjected: () => undefined },
       onResponse: onUpstreamResponse,
+      canaryEvents: {
+        rolledBack: (route, details) => {
+          metrics.canaryRolledBack(route);
+          this.log.warn({ route, ...details }, `canary of route ${route} rolled back: all its users go to the primary`);
+        },
+        stepped: (route, percent) => this.log.info({ route, percent }, `canary of route ${route} ramped to ${percent}%`),
+      },
       authBreaker: (auth) =>
         auth.forward
           ? (new UpstreamBreaker(auth.forward.breaker, {
@@ -181,6 +189,18 @@ export class Gateway implements PipelineHost, AdminControl {
     const result = loadTableText(yaml, '<candidate>', this.options.env ?? process.env);
     if (!result.ok) return { valid: false, problems: result.problems };
     return { valid: true, version: result.table.version, changes: summarize(diffTables(this.table.config, result.table.config)) };
+  }
+
+  canaryStates(): Array<Record<string, unknown>> {
+    return [...this.table.canaries.values()].map((c) => c.describe());
+  }
+
+  resetCanary(route: string): boolean {
+    const c = this.table.canaries.get(route);
+    if (c === undefined) return false;
+    c.reset();
+    this.log.info({ route }, `canary of route ${route} reset by an operator`);
+    return true;
   }
 
   upstreamStates(): Array<Record<string, unknown>> {

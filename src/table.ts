@@ -5,6 +5,7 @@ import { forwardingPolicy, type ForwardingPolicy } from './proxy/headers';
 import type { ResponseHandler } from './proxy/upstream';
 import { RouteMatcher } from './routing/compile';
 import { Authenticator, type AuthBreaker } from './auth';
+import { CanaryState, type CanaryEvents } from './canary/state';
 import { Upstream, type UpstreamEvents } from './upstream';
 
 /**
@@ -24,6 +25,8 @@ export interface ActiveTable {
   readonly healthPath: string;
   readonly decodeSlashes: boolean;
   readonly auth: Authenticator | undefined;
+  /** Live canary state per route name. */
+  readonly canaries: ReadonlyMap<string, CanaryState>;
 }
 
 export interface TableDeps {
@@ -31,6 +34,7 @@ export interface TableDeps {
   events: UpstreamEvents;
   onResponse: ResponseHandler;
   /** Makes the breaker that protects a forward-auth endpoint. */
+  canaryEvents: CanaryEvents;
   authBreaker(config: NonNullable<RouteTableConfig['auth']>): AuthBreaker | undefined;
 }
 
@@ -51,6 +55,13 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
       auth.start();
     }
   }
+  const canaries = new Map<string, CanaryState>();
+  for (const r of config.routes) {
+    if (!r.canary) continue;
+    // Kept while the canary's settings (and primary) are unchanged: a rollback stays until reset or edited.
+    const kept = previous?.canaries.get(r.name);
+    canaries.set(r.name, kept && kept.primary === r.upstream && JSON.stringify(kept.config) === JSON.stringify(r.canary) ? kept : new CanaryState(r.name, r.upstream, r.canary, deps.canaryEvents));
+  }
   return Object.freeze({
     version: loaded.version,
     loadedAt: new Date(),
@@ -62,6 +73,7 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     healthPath: config.server.healthPath,
     decodeSlashes: config.server.encodedSlashes === 'decode',
     auth,
+    canaries,
   });
 }
 

@@ -29,6 +29,9 @@ export interface AdminControl {
   reload(trigger: string): ReloadOutcome;
   checkCandidate(yaml: string): CandidateCheck;
   upstreamStates(): Array<Record<string, unknown>>;
+  canaryStates(): Array<Record<string, unknown>>;
+  /** false when the route has no canary. */
+  resetCanary(route: string): boolean;
 }
 
 const SECRET_KEYS = /^(token|secret|password|passphrase|apikey|api_key|privatekey|private_key|clientsecret|client_secret)$/i;
@@ -183,6 +186,16 @@ export function createAdminApp(control: AdminControl): Koa {
 
   router.get('/upstreams', requireToken, (ctx) => {
     ctx.body = { version: control.table.version, upstreams: control.upstreamStates() };
+  });
+
+  router.get('/canaries', requireToken, (ctx) => {
+    ctx.body = { version: control.table.version, canaries: control.canaryStates() };
+  });
+
+  router.post('/canaries/:route/reset', requireToken, (ctx) => {
+    const route = String(ctx.params.route);
+    if (!control.resetCanary(route)) throw new HttpError(404, 'NO_CANARY', `route "${route}" has no canary`);
+    ctx.body = { reset: route, canary: control.canaryStates().find((c) => c.route === route) };
   });
 
   router.get('/metrics', requireToken, async (ctx) => {

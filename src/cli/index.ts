@@ -8,8 +8,8 @@ import { runGateway } from './start';
 const USAGE = `Usage:
   strangler start [--config FILE]            run the gateway (default ./routes.yaml, or $STRANGLER_CONFIG)
   strangler validate FILE                    check a route table: OK, or FILE:LINE:COL problems
-  strangler explain --config FILE METHOD PATH [-H 'Name: value']...
-                                             show which route and upstream would serve a request
+  strangler explain --config FILE METHOD PATH [-H 'Name: value']... [--user ID]
+                                             show which route, upstream and canary side would serve a request
   strangler diff OLD.yaml NEW.yaml           what an edit changes, in words (exit 1 if NEW is invalid)
 `;
 
@@ -39,7 +39,7 @@ function explainCommand(args: string[]): void {
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, header: { type: 'string', short: 'H', multiple: true } },
+    options: { config: { type: 'string', short: 'c' }, header: { type: 'string', short: 'H', multiple: true }, user: { type: 'string', short: 'u' } },
   });
   const [method, target] = positionals;
   if (!method || !target) fail(`strangler explain: METHOD and PATH are required\n\n${USAGE}`);
@@ -55,7 +55,7 @@ function explainCommand(args: string[]): void {
     if (colon <= 0) fail(`strangler explain: header "${h}" is not "Name: value"`);
     headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trim();
   }
-  process.stdout.write(JSON.stringify(explain(result.table.config, method, target, headers), null, 2) + '\n');
+  process.stdout.write(JSON.stringify(explain(result.table.config, method, target, headers, undefined, values.user), null, 2) + '\n');
 }
 
 function diff(args: string[]): void {

@@ -133,6 +133,43 @@ export const RetrySchema = z.strictObject({
   methods: z.array(z.string().transform((m) => m.toUpperCase()).pipe(z.enum(HTTP_METHODS))).default(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']),
 });
 
+const percent = z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().min(0).max(100));
+
+export const CanarySchema = z.strictObject({
+  /** The new side; the route's `upstream` is the primary. */
+  upstream: name,
+  /** Share of users (not requests) sent to the canary, 0..100, decimals allowed: the target. */
+  percent,
+  /** What keeps a user on one side: the verified user, a cookie, or a header such as a tenant id. */
+  sticky: z
+    .string()
+    .regex(/^(user|cookie|header:[A-Za-z0-9!#$%&'*+.^_`|~-]+)$/, 'must be user, cookie or header:<Name>')
+    .default('user'),
+  /** Routes with the same cohort put a user on the same side. */
+  cohort: name.optional(),
+  /** Cookie holding the random sticky key (sticky: cookie, and the fallback of sticky: user). */
+  cookieName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('strangler_sticky'),
+  /** Honour the override header (`always` | `never`). */
+  allowOverride: bool.default(false),
+  overrideHeader: z.string().min(1).default('X-Canary'),
+  /** When set, only users with one of these roles may override. */
+  overrideRoles: z.array(z.string().min(1)).min(1).optional(),
+  /** Removed from the path for the canary side (the route's stripPrefix applies to the primary). */
+  stripPrefix: routePath.optional(),
+  rollback: z
+    .strictObject({
+      maxErrorPercent: percent.default(5),
+      minRequests: int(1, 1_000_000).default(50),
+      windowMs: int(1000, 86_400_000).default(60_000),
+    })
+    .optional(),
+  /** Progressive ramp: the effective share climbs these steps (capped by percent) while the canary is healthy. */
+  steps: z.array(percent).min(1).optional(),
+  stepEveryMs: int(1000, 604_800_000).default(600_000),
+  /** The ramp pauses while the canary's p95 latency exceeds the primary's by more than this factor. */
+  maxLatencyFactor: z.preprocess((v) => (typeof v === 'string' ? Number(v) : v), z.number().min(1)).default(1.5),
+});
+
 export const RouteSchema = z.strictObject({
   name,
   path: routePath,
@@ -149,6 +186,8 @@ export const RouteSchema = z.strictObject({
   fallback: name.optional(),
   /** Retry once on a connect failure or a reset reused connection, for these methods. */
   retry: RetrySchema.default(() => RetrySchema.parse({})),
+  /** Send a share of users to a new upstream (canary migration). */
+  canary: CanarySchema.optional(),
   /** none | optional | required; default: auth.default. */
   auth: z.enum(['none', 'optional', 'required']).optional(),
   /** Any of these roles is needed (implies auth: required). */
@@ -267,6 +306,7 @@ export type LogConfig = z.infer<typeof LogSchema>;
 export type AdminConfig = z.infer<typeof AdminSchema>;
 export type ReloadConfig = z.infer<typeof ReloadSchema>;
 export type AuthConfig = z.infer<typeof AuthSchema>;
+export type CanaryConfig = z.infer<typeof CanarySchema>;
 export type JwtConfig = z.infer<typeof JwtSchema>;
 export type ForwardAuthConfig = z.infer<typeof ForwardAuthSchema>;
 export type BreakerConfig = z.infer<typeof BreakerSchema>;

@@ -59,6 +59,22 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
       }
     }
 
+    if (route.canary !== undefined) {
+      const c = route.canary;
+      if (!(c.upstream in table.upstreams)) {
+        const hint = closest(c.upstream, upstreamNames);
+        problems.push(map.problem([...at('canary'), 'upstream'], `${label}: unknown canary upstream "${c.upstream}"${hint ? ` (did you mean "${hint}"?)` : ''}`));
+      } else if (c.upstream === route.upstream) {
+        problems.push(map.problem([...at('canary'), 'upstream'], `${label}: canary upstream must differ from the primary`));
+      }
+      if (c.stripPrefix !== undefined && !isSegmentPrefix(c.stripPrefix, route.path)) {
+        problems.push(map.problem([...at('canary'), 'stripPrefix'], `${label}: canary.stripPrefix "${c.stripPrefix}" is not a segment prefix of path "${route.path}"`));
+      }
+      if (c.steps && c.steps.some((s, j) => j > 0 && s < c.steps![j - 1]!)) {
+        problems.push(map.problem([...at('canary'), 'steps'], `${label}: canary.steps must not go down`));
+      }
+    }
+
     const normal = normalizePath(route.path);
     if (normal !== route.path || (route.path.length > 1 && route.path.endsWith('/') && !route.exact)) {
       const suggestion = normal === null ? '' : ` (write "${canonicalPrefix(normal, route.exact)}")`;

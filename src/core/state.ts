@@ -27,6 +27,14 @@ export class RequestState {
   userId: string | undefined = undefined;
   /** Why authentication failed, as a reason code (never the credential). */
   authFailure: string | undefined = undefined;
+  /** Canary routes: the side chosen, why, and the state to report the outcome to. */
+  canarySide: 'primary' | 'canary' | undefined = undefined;
+  canaryReason: string | undefined = undefined;
+  canary: { record(side: 'primary' | 'canary', failed: boolean, ms: number): void } | undefined = undefined;
+  /** The request was served by a fallback upstream. */
+  fellBack = false;
+  /** Extra headers for the proxied response (a canary's Set-Cookie). */
+  extraResponseHeaders: string[] | undefined = undefined;
   constructor(
     readonly id: string,
     readonly startedAt: number,

@@ -28,11 +28,16 @@ export class GatewayMetrics {
   private readonly fallbacks: Counter<'route' | 'from' | 'to' | 'reason'>;
   private readonly retries: Counter<'upstream'>;
   private readonly breakerTransitions: Counter<'upstream' | 'to'>;
+  private readonly canaryRequests: Counter<'route' | 'side'>;
+  private readonly canaryFailures: Counter<'route' | 'side'>;
+  private readonly canaryDuration: Histogram<'route' | 'side'>;
+  private readonly canaryRollbacks: Counter<'route'>;
 
   constructor(
     openConnections: () => Array<{ upstream: string; open: number }>,
     inFlight: () => number,
     breakerStates: () => Array<{ upstream: string; state: 'closed' | 'open' | 'half-open' }>,
+    canaryPercents: () => Array<{ route: string; percent: number; rolledBack: boolean }> = () => [],
   ) {
     const registers = [this.registry];
     this.requests = new Counter({ name: 'strangler_requests_total', help: 'Requests answered, by route, upstream and status class', labelNames: ['route', 'upstream', 'status_class'], registers });
@@ -79,6 +84,30 @@ export class GatewayMetrics {
         for (const { upstream, state } of breakerStates()) this.set({ upstream }, state === 'closed' ? 0 : state === 'half-open' ? 1 : 2);
       },
     });
+    this.canaryRequests = new Counter({ name: 'strangler_canary_requests_total', help: 'Requests of canary routes, by route and side (primary, canary)', labelNames: ['route', 'side'], registers });
+    this.canaryFailures = new Counter({ name: 'strangler_canary_failures_total', help: '5xx or failed-over requests of canary routes, by route and side', labelNames: ['route', 'side'], registers });
+    this.canaryDuration = new Histogram({ name: 'strangler_canary_request_duration_seconds', help: 'Latency of canary routes, by route and side', labelNames: ['route', 'side'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
+    this.canaryRollbacks = new Counter({ name: 'strangler_canary_rollbacks_total', help: 'Automatic canary rollbacks, by route', labelNames: ['route'], registers });
+    new Gauge({
+      name: 'strangler_canary_percent',
+      help: 'Share of users sent to the canary now (after ramp and rollback), by route',
+      labelNames: ['route'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of canaryPercents()) this.set({ route: c.route }, c.percent);
+      },
+    });
+    new Gauge({
+      name: 'strangler_canary_rolled_back',
+      help: '1 while a canary route is rolled back, by route',
+      labelNames: ['route'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of canaryPercents()) this.set({ route: c.route }, c.rolledBack ? 1 : 0);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'strangler_' });
     for (const outcome of ['applied', 'unchanged', 'failed']) this.reloads.inc({ outcome }, 0);
   }
@@ -122,6 +151,16 @@ export class GatewayMetrics {
 
   breakerChanged(upstream: string, to: string): void {
     this.breakerTransitions.inc({ upstream, to });
+  }
+
+  canary(route: string, side: 'primary' | 'canary', failed: boolean, seconds: number): void {
+    this.canaryRequests.inc({ route, side });
+    if (failed) this.canaryFailures.inc({ route, side });
+    this.canaryDuration.observe({ route, side }, seconds);
+  }
+
+  canaryRolledBack(route: string): void {
+    this.canaryRollbacks.inc({ route });
   }
 
   reload(outcome: 'applied' | 'unchanged' | 'failed'): void {

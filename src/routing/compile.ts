@@ -18,6 +18,9 @@ export interface CompiledRoute {
   /** Methods retried on a connect failure, or null when the route turns retries off. */
   readonly retryMethods: ReadonlySet<string> | null;
   readonly fallback: string | null;
+  /** Canary side rewrite (its stripPrefix and upstream base path). */
+  readonly canaryStripLength: number;
+  readonly canaryBasePath: string;
   readonly authPolicy: 'none' | 'optional' | 'required';
   readonly roles: readonly string[] | null;
   readonly forwardCredentials: boolean;
@@ -122,6 +125,8 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig): CompiledRoute {
     websocket: r.websocket,
     retryMethods: r.retry.enabled ? new Set(r.retry.methods) : null,
     fallback: r.fallback ?? null,
+    canaryStripLength: r.canary?.stripPrefix === undefined || r.canary.stripPrefix === '/' ? 0 : r.canary.stripPrefix.replace(/\/$/, '').length,
+    canaryBasePath: r.canary && table.upstreams[r.canary.upstream] ? new URL(table.upstreams[r.canary.upstream]!.urls[0]!).pathname.replace(/\/$/, '') : '',
     // Listing roles implies a verified user.
     authPolicy: r.roles ? 'required' : (r.auth ?? table.auth?.default ?? 'none'),
     roles: r.roles ?? null,
@@ -137,6 +142,11 @@ export function upstreamPathFor(route: CompiledRoute, path: string, query: strin
   if (rest === '' || rest.charCodeAt(0) !== 0x2f) rest = '/' + rest;
   if (route.basePath !== '') rest = rest === '/' ? route.basePath + '/' : route.basePath + rest;
   return query === '' ? rest : rest + query;
+}
+
+/** The path and query the canary side sees (canary.stripPrefix, the canary upstream's base path). */
+export function canaryPathFor(route: CompiledRoute, path: string, query: string): string {
+  return upstreamPathFor({ ...route, stripLength: route.canaryStripLength, basePath: route.canaryBasePath }, path, query);
 }
 
 /** The path and query the fallback upstream sees: the original path, under its own base path. */

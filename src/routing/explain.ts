@@ -1,6 +1,7 @@
 import { normalizePath, splitTarget } from '../core/path';
 import type { RouteTableConfig } from '../config/schema';
-import { hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
+import { CanaryState } from '../canary/state';
+import { canaryPathFor, hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
 
 export interface Explanation {
   request: { method: string; target: string; host: string | null };
@@ -14,13 +15,15 @@ export interface Explanation {
   /** Path and query as the upstream sees them. */
   upstreamPath?: string;
   upstreamUrl?: string;
+  /** Canary routes: the side this user/cookie/header lands on (with the table's share; live rollback and ramp state are in GET /canaries). */
+  canary?: { side: 'primary' | 'canary'; reason: string; bucket: number | null; percent: number; upstream: string; upstreamPath: string; newCookie: boolean };
 }
 
 /**
  * What the gateway would do with a request, computed by the same functions the
  * request path runs (normalise, match, rewrite), so ops can check an edit first.
  */
-export function explain(config: RouteTableConfig, method: string, target: string, headers: Record<string, string>, matcher = new RouteMatcher(config)): Explanation {
+export function explain(config: RouteTableConfig, method: string, target: string, headers: Record<string, string>, matcher = new RouteMatcher(config), userId?: string): Explanation {
   const m = method.toUpperCase();
   const host = headers['host'] ?? null;
   const [rawPath, query] = splitTarget(target);
@@ -33,8 +36,25 @@ export function explain(config: RouteTableConfig, method: string, target: string
   const upstream = config.upstreams[route.upstream]!;
   const upstreamPath = upstreamPathFor(route, path, query);
   const origin = new URL(upstream.urls[0]!).origin;
+  let canary: Explanation['canary'];
+  const c = route.config.canary;
+  if (c !== undefined) {
+    const state = new CanaryState(route.name, route.upstream, c, { rolledBack: () => undefined, stepped: () => undefined });
+    const d = state.decide(headers, userId, undefined);
+    const onCanary = d.side === 'canary';
+    canary = {
+      side: d.side,
+      reason: d.reason,
+      bucket: d.bucket ?? null,
+      percent: state.effectivePercent(),
+      upstream: onCanary ? c.upstream : route.upstream,
+      upstreamPath: onCanary ? canaryPathFor(route, path, query) : upstreamPath,
+      newCookie: d.setCookie !== undefined,
+    };
+  }
   return {
     ...out,
+    ...(canary ? { canary } : {}),
     outcome: 'proxy',
     normalizedPath: path,
     route: { name: route.name, path: route.path, exact: route.exact, methods: route.methods ? [...route.methods] : 'any', host: route.config.host ?? null },
