@@ -132,7 +132,8 @@ export class CanaryState {
     const rb = this.config.rollback;
     const canary = this.canaryWindow.stats();
     const max = rb?.maxErrorPercent ?? 5;
-    if (canary.requests >= (rb?.minRequests ?? 1) && canary.errorPercent > max) return `canary error rate ${canary.errorPercent}% above ${max}%`;
+    // Pausing is the safe side: any volume over the error limit holds the ramp (rollback needs minRequests).
+    if (canary.requests > 0 && canary.errorPercent > max) return `canary error rate ${canary.errorPercent}% above ${max}%`;
     const primary = this.primaryWindow.stats();
     if (canary.p95Ms !== null && primary.p95Ms !== null && canary.p95Ms > primary.p95Ms * this.config.maxLatencyFactor) {
       return `canary p95 ${canary.p95Ms} ms is over ${this.config.maxLatencyFactor}x the primary's ${primary.p95Ms} ms`;
