@@ -159,6 +159,7 @@ export class Gateway implements PipelineHost, AdminControl {
    * nothing but the reported error. Never throws.
    */
   reload(trigger: string): ReloadOutcome {
+    const started = performance.now();
     const current = this.table;
     const result = loadTableFile(this.options.configPath, this.options.env ?? process.env);
     if (!result.ok) {
@@ -181,8 +182,9 @@ export class Gateway implements PipelineHost, AdminControl {
     this.metrics.reload('applied');
     for (const upstream of retiredUpstreams(current, next)) upstream.retire();
     if (current.auth !== next.auth) current.auth?.stop();
-    this.log.info({ trigger, version: next.version, previousVersion: current.version, changes }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
-    return { outcome: 'applied', version: next.version, previousVersion: current.version, changes };
+    this.log.info({ trigger, version: next.version, previousVersion: current.version, changes, durationMs: Math.round((performance.now() - started) * 10) / 10 }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
+    const durationMs = Math.round((performance.now() - started) * 10) / 10;
+    return { outcome: 'applied', version: next.version, previousVersion: current.version, changes, durationMs };
   }
 
   checkCandidate(yaml: string): CandidateCheck {

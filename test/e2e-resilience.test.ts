@@ -337,7 +337,7 @@ describe('bulkhead', () => {
     slow.mode = 'hang';
     const gw = await startGateway(`
 upstreams:
-  slow: { url: ${slow.url}, maxConcurrent: 1, timeoutMs: 5000 }
+  slow: { url: ${slow.url}, maxConcurrent: 1, timeoutMs: 1500 }
   monolith: { url: ${monolith.url} }
 routes:
   - { name: plain, path: /plain, upstream: slow }

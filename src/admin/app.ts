@@ -14,7 +14,7 @@ export interface ReloadError {
 }
 
 export type ReloadOutcome =
-  | { outcome: 'applied'; version: string; previousVersion: string; changes: string[] }
+  | { outcome: 'applied'; version: string; previousVersion: string; changes: string[]; durationMs: number }
   | { outcome: 'unchanged'; version: string }
   | { outcome: 'failed'; version: string; problems: ConfigProblem[] };
 

@@ -1,0 +1,430 @@
+/**
+ * `npm run bench`: Strangler against the bare library it wraps and the peers,
+ * on one machine, in one run. Loopback only; every process it starts is
+ * stopped; a few minutes at most.
+ *
+ *   node dist/bench/run.js [--rounds 3] [--duration 5] [--connections 50] [--quick]
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? dflt : Number(args[i + 1]);
+};
+const quick = args.includes('--quick');
+const ROUNDS = opt('rounds', quick ? 1 : 3);
+const DURATION = opt('duration', quick ? 2 : 5);
+const CONNECTIONS = opt('connections', 50);
+const ROOT = join(__dirname, '..', '..');
+const DIST = join(ROOT, 'dist');
+const WORK = mkdtempSync(join(tmpdir(), 'strangler-bench-'));
+
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const HAS_TASKSET = has('taskset') && (Number(execFileSync('nproc').toString()) >= 2);
+const HAS_WRK = has('wrk');
+const NGINX = ['nginx', '/usr/sbin/nginx'].find((c) => spawnSync(c, ['-v']).status === 0);
+/** The proxy under test on core 0; load generator and upstream on core 1. */
+const PROXY_CPU = '0';
+const LOAD_CPU = '1';
+
+const children = new Set<ChildProcess>();
+function cleanup(): void {
+  for (const c of children) c.kill('SIGKILL');
+}
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+
+function pinned(cpu: string, cmd: string, argv: string[]): [string, string[]] {
+  return HAS_TASKSET ? ['taskset', ['-c', cpu, cmd, ...argv]] : [cmd, argv];
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(cpu: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const [c, a] = pinned(cpu, cmd, argv);
+  const child = spawn(c, a, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const done = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await done;
+  clearTimeout(t);
+}
+
+function get(port: number, path: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers, method, agent: false }, (res) => {
+      let b = '';
+      res.on('data', (c) => (b += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: b }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function waitReady(port: number, path = '/', headers: Record<string, string> = {}): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      const r = await get(port, path, headers);
+      if (r.status === 200) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`nothing answered 200 on :${port}${path}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Peak resident memory (VmHWM) of a process and its children, in MB. */
+function peakRssMb(pid: number): number {
+  try {
+    // taskset execs the command, so the pid is the proxy itself.
+    return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+interface Sample {
+  rps: number;
+  p50: number;
+  p99: number;
+  rssMb: number;
+}
+
+const LUA = join(WORK, 'cookie.lua');
+writeFileSync(LUA, `-- A new sticky key per request: the canary split sees many users.
+request = function()
+  wrk.headers["Cookie"] = "strangler_sticky=u" .. math.random(1, 1000000)
+  return wrk.format(nil, nil)
+end
+`);
+
+function parseWrkMs(s: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(s)!;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+async function load(url: string, headers: Record<string, string>, randomCookie: boolean, seconds: number): Promise<Omit<Sample, 'rssMb'>> {
+  if (HAS_WRK) {
+    const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+    const lua = randomCookie ? ['-s', LUA] : [];
+    const [c, a] = pinned(LOAD_CPU, 'wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...hdr, ...lua, url]);
+    const out = await run(c, a);
+    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)![1]);
+    const p50 = parseWrkMs(/\s50%\s+(\S+)/.exec(out)![1]!);
+    const p99 = parseWrkMs(/\s99%\s+(\S+)/.exec(out)![1]!);
+    const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+    if (errors) throw new Error(`${url}: ${errors[1]} non-2xx responses\n${out}`);
+    return { rps, p50, p99 };
+  }
+  const bin = require.resolve('autocannon/autocannon.js');
+  const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]);
+  const [c, a] = pinned(LOAD_CPU, process.execPath, [bin, '-j', '-c', String(CONNECTIONS), '-d', String(seconds), ...hdr, url]);
+  const j = JSON.parse(await run(c, a)) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number };
+  if (j.non2xx) throw new Error(`${url}: ${j.non2xx} non-2xx responses`);
+  return { rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99 };
+}
+
+function run(cmd: string, argv: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (out += c));
+    child.on('exit', (code) => {
+      children.delete(child);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${cmd} exited ${code}: ${out}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------- upstream
+
+async function startUpstream(): Promise<{ port: number; kind: string; child: ChildProcess }> {
+  const port = await freePort();
+  if (NGINX) {
+    const dir = join(WORK, 'nginx-up');
+    execFileSync('mkdir', ['-p', dir]);
+    writeFileSync(
+      join(dir, 'nginx.conf'),
+      `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000; keepalive_timeout 65;
+  server { listen 127.0.0.1:${port}; location / { default_type text/plain; return 200 "hello world\\n"; } } }
+`,
+    );
+    const child = start(LOAD_CPU, NGINX, ['-c', join(dir, 'nginx.conf'), '-p', dir]);
+    await waitReady(port);
+    return { port, kind: 'nginx 1 worker, `return 200` (12 bytes)', child };
+  }
+  const child = start(LOAD_CPU, process.execPath, [join(DIST, 'bench', 'upstream.js'), String(port)]);
+  await waitReady(port);
+  return { port, kind: 'minimal Node http server (12 bytes; nginx not installed)', child };
+}
+
+// ---------------------------------------------------------------- scenarios
+
+const SECRET = 'bench-secret-of-at-least-32-bytes!!';
+function hs256(claims: Record<string, unknown>): string {
+  const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`;
+}
+const TOKEN = hs256({ sub: 'bench-user', email: 'b@example.com', roles: ['user'], iss: 'portal', exp: Math.floor(Date.now() / 1000) + 3600 });
+
+function routes(n: number, hit: string, extra = ''): string {
+  const lines: string[] = [];
+  for (let i = 0; i < n - 1; i++) lines.push(`  - { name: r${i}, path: /svc${i % 100}/area${i}, upstream: app }`);
+  lines.push(`  - { name: hit, path: ${hit}, upstream: app${extra} }`);
+  return lines.join('\n');
+}
+
+interface Scenario {
+  name: string;
+  path: string;
+  headers?: Record<string, string>;
+  randomCookie?: boolean;
+  /** Starts the proxy; returns its port and process. */
+  start(upstreamPort: number): Promise<{ port: number; child: ChildProcess }>;
+}
+
+async function strangler(yaml: string, readyPath: string, readyHeaders: Record<string, string> = {}): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const file = join(WORK, `routes-${port}.yaml`);
+  writeFileSync(file, yaml);
+  const child = start(PROXY_CPU, process.execPath, [join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file], { PORT: String(port), NODE_ENV: 'production', JWT_SECRET: SECRET });
+  await waitReady(port, readyPath, readyHeaders);
+  return { port, child };
+}
+
+const minimalYaml = (up: number, n = 1) => `
+log: { access: off }
+reload: { watch: false }
+upstreams: { app: { url: http://127.0.0.1:${up} } }
+routes:
+${routes(n, '/api/hello')}
+`;
+
+const fullYaml = (up: number, adminPort: number) => `
+log: { access: ${join(WORK, 'access.log')} }
+admin: { port: ${adminPort} }
+upstreams:
+  app: { url: http://127.0.0.1:${up}, breaker: { minRequests: 20 } }
+  app2: { url: http://127.0.0.1:${up}, breaker: { minRequests: 20 } }
+auth:
+  jwt: { secret: "\${JWT_SECRET}", issuer: portal }
+routes:
+${routes(1000, '/api/hello', ', auth: required, canary: { upstream: app2, percent: 50, sticky: cookie }')}
+`;
+
+function scenarios(withNginx: boolean): Scenario[] {
+  const list: Scenario[] = [
+    {
+      name: 'direct (no proxy)',
+      path: '/api/hello',
+      start: async (up) => ({ port: up, child: undefined as unknown as ChildProcess }),
+    },
+    {
+      name: 'bare http-proxy + keep-alive agent',
+      path: '/api/hello',
+      start: async (up) => {
+        const port = await freePort();
+        const child = start(PROXY_CPU, process.execPath, [join(DIST, 'bench', 'bare-proxy.js'), String(port), `http://127.0.0.1:${up}`]);
+        await waitReady(port, '/api/hello');
+        return { port, child };
+      },
+    },
+    { name: 'Strangler minimal', path: '/api/hello', start: (up) => strangler(minimalYaml(up), '/api/hello') },
+    {
+      name: 'Strangler full',
+      path: '/api/hello',
+      headers: { Authorization: `Bearer ${TOKEN}` },
+      randomCookie: true,
+      start: async (up) => strangler(fullYaml(up, await freePort()), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
+    },
+  ];
+  if (withNginx) {
+    list.push({
+      name: 'nginx proxy_pass + keepalive',
+      path: '/api/hello',
+      start: async (up) => {
+        const port = await freePort();
+        const dir = join(WORK, `nginx-proxy-${port}`);
+        execFileSync('mkdir', ['-p', dir]);
+        writeFileSync(
+          join(dir, 'nginx.conf'),
+          `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http { access_log off; upstream app { server 127.0.0.1:${up}; keepalive 64; }
+  server { listen 127.0.0.1:${port}; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+        );
+        const child = start(PROXY_CPU, NGINX!, ['-c', join(dir, 'nginx.conf'), '-p', dir]);
+        await waitReady(port, '/api/hello');
+        return { port, child };
+      },
+    });
+  }
+  return list;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function measure(s: Scenario, upstreamPort: number, seconds: number): Promise<Sample> {
+  const { port, child } = await s.start(upstreamPort);
+  try {
+    const url = `http://127.0.0.1:${port}${s.path}`;
+    await load(url, s.headers ?? {}, s.randomCookie ?? false, 1); // warm-up (JIT, pools)
+    const r = await load(url, s.headers ?? {}, s.randomCookie ?? false, seconds);
+    return { ...r, rssMb: child ? peakRssMb(child.pid!) : NaN };
+  } finally {
+    if (child) await stop(child);
+  }
+}
+
+// ---------------------------------------------------------------- scale checks
+
+async function scaleChecks(upstreamPort: number): Promise<Record<string, number>> {
+  // Throughput with 10 vs 10,000 routes (interleaved).
+  const small: number[] = [];
+  const large: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const [n, into] of [
+      [10, small],
+      [10_000, large],
+    ] as const) {
+      const { port, child } = await strangler(minimalYaml(upstreamPort, n), '/api/hello');
+      try {
+        await load(`http://127.0.0.1:${port}/api/hello`, {}, false, 1);
+        into.push((await load(`http://127.0.0.1:${port}/api/hello`, {}, false, DURATION)).rps);
+      } finally {
+        await stop(child);
+      }
+    }
+  }
+  // Validate + swap a 10,000-route table under traffic; the event loop's longest stall meanwhile.
+  const adminPort = await freePort();
+  const file = join(WORK, 'swap.yaml');
+  const table = (n: number, marker: string) => `
+log: { access: off }
+admin: { port: ${adminPort} }
+reload: { watch: false }
+upstreams: { app: { url: http://127.0.0.1:${upstreamPort} } }
+routes:
+${routes(n, '/api/hello')}
+  - { name: marker-${marker}, path: /marker/${marker}, upstream: app }
+`;
+  writeFileSync(file, table(10_000, 'a'));
+  const port = await freePort();
+  const child = start(PROXY_CPU, process.execPath, [join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file], { PORT: String(port), NODE_ENV: 'production' });
+  try {
+    await waitReady(port, '/api/hello');
+    const traffic = load(`http://127.0.0.1:${port}/api/hello`, {}, false, 4);
+    await new Promise((r) => setTimeout(r, 1000));
+    await get(adminPort, '/metrics'); // resets the event-loop histogram
+    writeFileSync(file, table(10_000, 'b'));
+    const t0 = Date.now();
+    const reload = await get(adminPort, '/reload', {}, 'POST');
+    const swapMs = Date.now() - t0;
+    if (reload.status !== 200 || !reload.body.includes('"applied"')) throw new Error(`reload failed: ${reload.body}`);
+    const metrics = (await get(adminPort, '/metrics')).body;
+    await traffic;
+    const stall = Number(/strangler_nodejs_eventloop_lag_max_seconds (\S+)/.exec(metrics)?.[1] ?? NaN) * 1000;
+    const reported = (JSON.parse(reload.body) as { durationMs?: number }).durationMs ?? NaN;
+    return { rps10: median(small), rps10k: median(large), swapMs: reported || swapMs, stallMs: stall };
+  } finally {
+    await stop(child);
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const up = await startUpstream();
+  const list = scenarios(NGINX !== undefined);
+  const samples = new Map<string, Sample[]>(list.map((s) => [s.name, []]));
+  process.stdout.write(
+    `Strangler benchmark: ${ROUNDS} round(s) x ${DURATION}s, ${CONNECTIONS} connections, load generator ${HAS_WRK ? 'wrk' : 'autocannon (wrk not installed)'}, upstream ${up.kind}\n` +
+      (HAS_TASKSET ? `proxy pinned to CPU ${PROXY_CPU}; load generator and upstream to CPU ${LOAD_CPU}\n` : 'taskset not available (or one CPU): processes are NOT pinned\n'),
+  );
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const s of list) {
+      const sample = await measure(s, up.port, DURATION);
+      samples.get(s.name)!.push(sample);
+      process.stdout.write(`  round ${round} ${s.name}: ${Math.round(sample.rps)} req/s, p99 ${sample.p99.toFixed(2)} ms\n`);
+    }
+  }
+  const bare = median(samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.rps));
+  const bareP99 = median(samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.p99));
+  const bareRss = median(samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.rssMb));
+  const rows = list.map((s) => {
+    const xs = samples.get(s.name)!;
+    const rps = median(xs.map((x) => x.rps));
+    const p99 = median(xs.map((x) => x.p99));
+    const rss = Math.max(...xs.map((x) => x.rssMb));
+    return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss };
+  });
+  const scale = await scaleChecks(up.port);
+  await stop(up.child);
+
+  const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '–');
+  let md = `| proxy (one core) | req/s | p50 ms | p99 ms | peak RSS MB | req/s vs bare | p99 vs bare | RSS vs bare |\n|---|---|---|---|---|---|---|---|\n`;
+  for (const r of rows) {
+    const vs = r.scenario.startsWith('direct') ? ['', '', ''] : [fmt(r.rpsRatio, 2), fmt(r.p99Ratio, 2), fmt(r.rssRatio, 2)];
+    md += `| ${r.scenario} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.peakRssMb)} | ${vs.join(' | ')} |\n`;
+  }
+  md += `\n| scale check | value |\n|---|---|\n`;
+  md += `| Strangler minimal, 10 routes | ${fmt(scale.rps10!)} req/s |\n| Strangler minimal, 10,000 routes | ${fmt(scale.rps10k!)} req/s (${fmt(scale.rps10k! / scale.rps10!, 2)} x) |\n`;
+  md += `| validate + swap a 10,000-route table | ${fmt(scale.swapMs!)} ms |\n| longest event-loop stall during that swap, under load | ${fmt(scale.stallMs!, 1)} ms |\n`;
+  process.stdout.write(`\n${md}`);
+  const out = join(ROOT, 'bench', 'results', 'latest.json');
+  execFileSync('mkdir', ['-p', join(ROOT, 'bench', 'results')]);
+  writeFileSync(
+    out,
+    JSON.stringify({ date: new Date().toISOString(), node: process.version, rounds: ROUNDS, durationS: DURATION, connections: CONNECTIONS, loadGenerator: HAS_WRK ? 'wrk' : 'autocannon', upstream: up.kind, pinned: HAS_TASKSET, rows, scale }, null, 2),
+  );
+  process.stdout.write(`\nJSON: ${out}\n`);
+}
+
+main().then(
+  () => {
+    cleanup();
+    process.exit(0);
+  },
+  (err: Error) => {
+    process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`);
+    cleanup();
+    process.exit(1);
+  },
+);
