@@ -15,6 +15,7 @@ export interface DispatchEvents {
   readonly log: Logger;
   fallback(route: string, from: string, to: string, reason: string): void;
   retry(upstream: string): void;
+  ejected(upstream: string): void;
 }
 
 const EMPTY: readonly Buffer[] = [];
@@ -33,6 +34,8 @@ export class Exchange {
   private retries = 0;
   private upstream: Upstream;
   private instance: Instance | undefined = undefined;
+  /** The upstream whose counters `instance` holds (may differ from `upstream` after a fallback). */
+  private held: Upstream | undefined = undefined;
   private isFallback = false;
   /** The request body kept for replay, when it was small enough. */
   private body: Buffer | undefined = undefined;
@@ -102,6 +105,7 @@ export class Exchange {
     const n = ++this.attempt;
     this.release();
     this.instance = inst;
+    this.held = up;
     up.inFlight++;
     inst.inFlight++;
     const state = this.state;
@@ -153,7 +157,7 @@ export class Exchange {
     if (n !== this.attempt || this.responded) return;
     clearTimer(this.state);
     if (this.finished || this.res.destroyed) {
-      this.settleAttempt(new AttemptError('CLIENT_ABORT', false));
+      this.settleAttempt(this.abortError());
       return;
     }
     if (this.state.timedOut) {
@@ -171,6 +175,15 @@ export class Exchange {
     this.settleAttempt(new AttemptError('UPSTREAM_TIMEOUT', true));
   }
 
+  /**
+   * A client that leaves says nothing about the upstream, so it normally does
+   * not count; but a half-open trial must not close the circuit on it: it
+   * counts as a failure then, and the circuit tries again after openMs.
+   */
+  private abortError(): AttemptError {
+    return new AttemptError('CLIENT_ABORT', this.upstream.breaker.state === 'half-open');
+  }
+
   private settleAttempt(err: AttemptError | undefined): void {
     const resolve = this.resolveAttempt;
     const reject = this.rejectAttempt;
@@ -186,13 +199,14 @@ export class Exchange {
     }
     if (err.kind === 'CLIENT_ABORT' || err.kind === 'CIRCUIT_OPEN') return;
     if (err.kind !== 'UPSTREAM_ERROR' && up.instances.failure(inst, err.kind === 'UPSTREAM_CONNECT_FAILED') > 0) {
+      this.events.ejected(up.name);
       this.events.log.warn({ upstream: up.name, instance: inst.url, reqId: this.state.id }, 'instance ejected');
     }
     if (this.responded || this.finished || n !== this.attempt) return;
     if (err.retriable && this.canRetry(up)) {
       this.retries++;
       this.events.retry(up.name);
-      this.events.log.info({ reqId: this.state.id, upstream: up.name, instance: inst.url, cause: err.kind }, 'retrying on another instance');
+      this.events.log.info({ reqId: this.state.id, upstream: up.name, instance: inst.url, cause: err.kind }, up.instances.instances.length > 1 ? 'retrying on another instance' : 'retrying');
       this.tryUpstream(up, inst);
       return;
     }
@@ -241,9 +255,10 @@ export class Exchange {
 
   private release(): void {
     if (this.instance !== undefined) {
-      this.upstream.inFlight--;
+      this.held!.inFlight--;
       this.instance.inFlight--;
       this.instance = undefined;
+      this.held = undefined;
     }
   }
 
@@ -255,7 +270,7 @@ export class Exchange {
       const { proxyReq, proxyRes } = this.state;
       if (proxyRes && !proxyRes.complete) proxyRes.destroy();
       if (proxyReq && !proxyReq.destroyed && !(proxyRes && proxyRes.complete)) proxyReq.destroy();
-      this.settleAttempt(new AttemptError('CLIENT_ABORT', false));
+      this.settleAttempt(this.abortError());
     }
     this.state.settled = true;
     this.release();

@@ -2,16 +2,16 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createAdminApp, type AdminControl, type CandidateCheck, type ReloadError, type ReloadOutcome } from './admin/app';
-import { formatProblem, loadTableFile, loadTableText, type ConfigProblem, type LoadedTable } from './config/load';
+import { formatProblem, type ConfigProblem, type LoadedTable } from './config/load';
 import { TableWatcher } from './config/watch';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
 import { GatewayMetrics } from './observability/metrics';
 import { createPipeline, type PipelineHost } from './pipeline';
-import { diffTables, summarize } from './routing/diff';
 import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
 import { UpstreamBreaker } from './resilience/breaker';
 import { activate, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
+import { TableLoader } from './tableLoader';
 
 export interface GatewayOptions {
   /** Route table file. */
@@ -49,6 +49,9 @@ export class Gateway implements PipelineHost, AdminControl {
   readonly dispatchEvents: DispatchEvents;
   private readonly deps: TableDeps;
   private watcher: TableWatcher | undefined;
+  private readonly loader: TableLoader;
+  private loaded: LoadedTable;
+  private reloads: Promise<unknown> = Promise.resolve();
   readonly log: Logger;
   readonly accessLog: Logger | null;
   private readonly loggers: Loggers;
@@ -61,7 +64,10 @@ export class Gateway implements PipelineHost, AdminControl {
   private constructor(
     loaded: LoadedTable,
     private readonly options: GatewayOptions,
+    loader: TableLoader,
   ) {
+    this.loader = loader;
+    this.loaded = loaded;
     const logConfig = options.logFormat ? { ...loaded.config.log, format: options.logFormat } : loaded.config.log;
     this.loggers = createLoggers(logConfig, options.logOutputs);
     this.log = this.loggers.root;
@@ -77,6 +83,7 @@ export class Gateway implements PipelineHost, AdminControl {
       log: this.log,
       fallback: (route, from, to, reason) => metrics.fallback(route, from, to, reason),
       retry: (upstream) => metrics.retry(upstream),
+      ejected: (upstream) => metrics.ejected(upstream),
     };
     this.deps = {
       log: this.log,
@@ -118,9 +125,13 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
-    const result = loadTableFile(options.configPath, options.env ?? process.env);
-    if (!result.ok) throw new ConfigError(result.problems);
-    const gw = new Gateway(result.table, options);
+    const loader = new TableLoader(options.env ?? process.env);
+    const result = await loader.file(options.configPath, undefined);
+    if (!result.ok) {
+      loader.close();
+      throw new ConfigError(result.problems);
+    }
+    const gw = new Gateway(result.table, options, loader);
     await gw.listen();
     await gw.listenAdmin();
     gw.watch();
@@ -139,13 +150,13 @@ export class Gateway implements PipelineHost, AdminControl {
         resolve();
       });
     });
-    this.log.info({ port: this.adminPort, host: cfg.host, token: cfg.token ? 'required' : 'none (loopback)' }, 'admin API listening');
+    this.log.info({ port: this.adminPort, host: cfg.host, auth: cfg.token ? 'bearer token required' : 'none (loopback only)' }, 'admin API listening');
   }
 
   private watch(): void {
     const r = this.table.config.reload;
     if (!r.watch) return;
-    this.watcher = new TableWatcher(this.options.configPath, () => this.reload('file change'), r.debounceMs, r.pollIntervalMs);
+    this.watcher = new TableWatcher(this.options.configPath, () => void this.reload('file change'), r.debounceMs, r.pollIntervalMs);
     this.watcher.start();
   }
 
@@ -158,10 +169,18 @@ export class Gateway implements PipelineHost, AdminControl {
    * (each request keeps the table it started with); an invalid one changes
    * nothing but the reported error. Never throws.
    */
-  reload(trigger: string): ReloadOutcome {
+  reload(trigger: string): Promise<ReloadOutcome> {
+    // One reload at a time, in the order they were asked for.
+    const next = this.reloads.then(() => this.reloadNow(trigger));
+    this.reloads = next.catch(() => undefined);
+    return next;
+  }
+
+  private async reloadNow(trigger: string): Promise<ReloadOutcome> {
     const started = performance.now();
     const current = this.table;
-    const result = loadTableFile(this.options.configPath, this.options.env ?? process.env);
+    // Parsing, validation and the change summary run on a worker thread: traffic keeps flowing meanwhile.
+    const result = await this.loader.file(this.options.configPath, this.loaded);
     if (!result.ok) {
       this.lastReloadError = { at: new Date().toISOString(), trigger, problems: result.problems };
       this.metrics.reload('failed');
@@ -175,8 +194,9 @@ export class Gateway implements PipelineHost, AdminControl {
       return { outcome: 'unchanged', version: current.version };
     }
     const next = activate(result.table, this.deps, current);
-    const changes = summarize(diffTables(current.config, next.config));
+    const changes = result.changes ?? [];
     this.table = next;
+    this.loaded = result.table;
     this.metrics.tableChanged();
     this.metrics.activeVersion(next.version);
     this.metrics.reload('applied');
@@ -187,10 +207,10 @@ export class Gateway implements PipelineHost, AdminControl {
     return { outcome: 'applied', version: next.version, previousVersion: current.version, changes, durationMs };
   }
 
-  checkCandidate(yaml: string): CandidateCheck {
-    const result = loadTableText(yaml, '<candidate>', this.options.env ?? process.env);
+  async checkCandidate(yaml: string): Promise<CandidateCheck> {
+    const result = await this.loader.text(yaml, '<candidate>', this.loaded);
     if (!result.ok) return { valid: false, problems: result.problems };
-    return { valid: true, version: result.table.version, changes: summarize(diffTables(this.table.config, result.table.config)) };
+    return { valid: true, version: result.table.version, changes: result.changes ?? [] };
   }
 
   canaryStates(): Array<Record<string, unknown>> {
@@ -287,6 +307,7 @@ export class Gateway implements PipelineHost, AdminControl {
     }
     for (const upstream of this.table.upstreams.values()) upstream.close();
     this.table.auth?.stop();
+    this.loader.close();
     this.log.info('stopped');
     this.loggers.flush();
   }

@@ -240,7 +240,7 @@ ${extraRoutes}`;
       writeFileSync(gw.configPath, tableText('  - { name: orders, path: /api/orders, upstream: orders }'));
       const applied = await admin(gw, '/reload', { method: 'POST', headers: AUTH });
       expect(applied.status).toBe(200);
-      expect(json(applied)).toEqual({
+      expect(json(applied)).toMatchObject({
         outcome: 'applied',
         version: gw.gw.table.version,
         previousVersion: previous,
@@ -277,17 +277,17 @@ ${extraRoutes}`;
     // The listener keeps its address until a restart, so it keeps requiring a token too.
     try {
       writeFileSync(gw.configPath, tableText().replace(/^admin: .*$/m, 'admin: { port: 0, host: 127.0.0.1, maxBodyBytes: 1024 }'));
-      expect(gw.gw.reload('test').outcome).toBe('applied');
+      expect((await gw.gw.reload('test')).outcome).toBe('applied');
       expect((await admin(gw, '/routes')).status).toBe(401);
       expect((await admin(gw, '/reload', { method: 'POST' })).status).toBe(401);
       expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
       writeFileSync(gw.configPath, tableText().replace(/^admin: .*$/m, ''));
-      expect(gw.gw.reload('test').outcome).toBe('applied');
+      expect((await gw.gw.reload('test')).outcome).toBe('applied');
       expect((await admin(gw, '/routes')).status).toBe(401);
       expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
     } finally {
       writeFileSync(gw.configPath, tableText());
-      gw.gw.reload('test');
+      await gw.gw.reload('test');
     }
     expect((await admin(gw, '/routes')).status).toBe(401);
     expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
@@ -320,7 +320,7 @@ routes: [ { name: all, path: /, upstream: slow } ]
   test('no token ever reaches the logs', async () => {
     // Everything above ran against this gateway: failed auth, validation, reloads, rotation.
     await admin(gw, '/routes', { headers: { authorization: `Bearer ${TOKEN}-wrong` } });
-    gw.gw.reload('log check');
+    await gw.gw.reload('log check');
     const text = gw.logs.text();
     expect(text.length).toBeGreaterThan(0);
     expect(text).toContain('admin API listening');
@@ -489,12 +489,12 @@ routes: [ { name: all, path: /, upstream: slow } ]
   test('reload outcomes are counted and the version label follows the table', async () => {
     const count = (samples: Sample[], outcome: string) => find(samples, 'strangler_config_reloads_total', { outcome })[0]!.value;
     const before = (await scrape()).samples;
-    expect(gw.gw.reload('test').outcome).toBe('unchanged');
+    expect((await gw.gw.reload('test')).outcome).toBe('unchanged');
     const original = readFileSync(gw.configPath, 'utf8');
     writeFileSync(gw.configPath, original.replace('upstream: dead', 'upstream: nowhere'));
-    expect(gw.gw.reload('test').outcome).toBe('failed');
+    expect((await gw.gw.reload('test')).outcome).toBe('failed');
     writeFileSync(gw.configPath, original.replace('timeoutMs: 2000', 'timeoutMs: 3000'));
-    expect(gw.gw.reload('test').outcome).toBe('applied');
+    expect((await gw.gw.reload('test')).outcome).toBe('applied');
     const after = (await scrape()).samples;
     expect(count(after, 'unchanged') - count(before, 'unchanged')).toBe(1);
     expect(count(after, 'failed') - count(before, 'failed')).toBe(1);

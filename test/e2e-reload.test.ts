@@ -137,7 +137,7 @@ routes:
       writeFileSync(gw.configPath, after());
       await sleep(400);
       expect(await servedBy(gw, '/api/orders/1')).toBe('monolith');
-      expect(gw.gw.reload('test').outcome).toBe('applied');
+      expect((await gw.gw.reload('test')).outcome).toBe('applied');
       expect(await servedBy(gw, '/api/orders/1')).toBe('orders');
     } finally {
       await gw.stop();
@@ -256,7 +256,7 @@ upstreams: { new: { url: ${fresh.url} } }
 routes: [ { name: api, path: /api, upstream: new } ]
 `,
     );
-    const outcome = gw.gw.reload('test');
+    const outcome = await gw.gw.reload('test');
     expect(outcome).toMatchObject({ outcome: 'applied', changes: expect.arrayContaining(['/api: old -> new']) });
     const next = await send(gw.port, '/api/fast');
     expect(next).toMatchObject({ status: 200, body: 'new' });
@@ -312,7 +312,7 @@ routes: [ { name: all, path: /, upstream: ${name} } ]
     const reloading = (async () => {
       for (let i = 0; i < RELOADS && Date.now() < deadline; i++) {
         writeFileSync(gw.configPath, tables[i % 2]!);
-        const o = gw.gw.reload('test').outcome;
+        const o = (await gw.gw.reload('test')).outcome;
         outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
         reloadsDone++;
         await sleep(i % 10 === 0 ? 5 : 1);
@@ -401,21 +401,21 @@ ${routes}`;
 
     // Unrelated route edit: the keep-alive connection to `keep` is reused.
     writeFileSync(gw.configPath, table('  - { name: side, path: /side, upstream: other }\n  - { name: extra, path: /extra, upstream: other }\n'));
-    expect(gw.gw.reload('test').outcome).toBe('applied');
+    expect((await gw.gw.reload('test')).outcome).toBe('applied');
     expect((await send(gw.port, '/y')).body).toBe(first);
     expect(keep.open.size).toBe(1);
     expect((await upstreams()).find((u) => u.name === 'keep')!.openConnections).toBe(1);
 
     // `other` leaves the table: its pooled connection is closed, and it is no longer listed.
     writeFileSync(gw.configPath, table('', `keep: { url: ${keep.url} }`));
-    expect(gw.gw.reload('test')).toMatchObject({ outcome: 'applied', changes: expect.arrayContaining(['upstream removed: other']) });
+    expect(await gw.gw.reload('test')).toMatchObject({ outcome: 'applied', changes: expect.arrayContaining(['upstream removed: other']) });
     await until(() => other.open.size === 0, 2000);
     expect((await upstreams()).map((u) => u.name)).toEqual(['keep']);
     expect((await send(gw.port, '/z')).body).toBe(first);
 
     // `keep` changes a setting: a new pool (new connection), and the old pool's idle connection is closed.
     writeFileSync(gw.configPath, table('', `keep: { url: ${keep.url}, timeoutMs: 7000 }`));
-    expect(gw.gw.reload('test').outcome).toBe('applied');
+    expect((await gw.gw.reload('test')).outcome).toBe('applied');
     const second = (await send(gw.port, '/w')).body;
     expect(second).toMatch(/^keep:\d+$/);
     expect(second).not.toBe(first);

@@ -104,11 +104,11 @@ ${extraRoute}`;
     expect((await metric(gw, 'strangler_breaker_transitions_total{upstream="users",to="open"}'))[0]).toMatch(/ 1$/);
 
     writeFileSync(gw.configPath, table(3000, '  - { name: other, path: /other, upstream: users }'));
-    expect(gw.gw.reload('test').outcome).toBe('applied');
+    expect((await gw.gw.reload('test')).outcome).toBe('applied');
     expect((await send(gw.port, '/api/users')).status).toBe(503);
 
     writeFileSync(gw.configPath, table(2999));
-    expect(gw.gw.reload('test').outcome).toBe('applied');
+    expect((await gw.gw.reload('test')).outcome).toBe('applied');
     users.mode = 'ok';
     expect((await send(gw.port, '/api/users')).status).toBe(200);
     expect(json(await send(gw.gw.adminPort!, '/upstreams')).upstreams[0].breaker.state).toBe('closed');

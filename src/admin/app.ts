@@ -26,8 +26,8 @@ export interface AdminControl {
   readonly lastReloadError: ReloadError | undefined;
   readonly draining: boolean;
   readonly metrics: GatewayMetrics;
-  reload(trigger: string): ReloadOutcome;
-  checkCandidate(yaml: string): CandidateCheck;
+  reload(trigger: string): Promise<ReloadOutcome>;
+  checkCandidate(yaml: string): Promise<CandidateCheck>;
   upstreamStates(): Array<Record<string, unknown>>;
   canaryStates(): Array<Record<string, unknown>>;
   /** false when the route has no canary. */
@@ -173,13 +173,13 @@ export function createAdminApp(control: AdminControl): Koa {
     const limit = control.table.config.admin?.maxBodyBytes ?? 4 * 1024 * 1024;
     const body = await readBody(ctx.req, limit);
     if (body.trim() === '') throw new HttpError(400, 'EMPTY_BODY', 'send the candidate route table (YAML) as the request body');
-    const result = control.checkCandidate(body);
+    const result = await control.checkCandidate(body);
     ctx.status = result.valid ? 200 : 422;
     ctx.body = result.valid ? result : { valid: false, problems: problemsJson(result.problems) };
   });
 
-  router.post('/reload', requireToken, (ctx) => {
-    const result = control.reload('admin');
+  router.post('/reload', requireToken, async (ctx) => {
+    const result = await control.reload('admin');
     ctx.status = result.outcome === 'failed' ? 422 : 200;
     ctx.body = result.outcome === 'failed' ? { ...result, problems: problemsJson(result.problems) } : result;
   });

@@ -75,11 +75,36 @@ export class Authenticator {
   /** Sets the identity headers (after the client's copies were stripped). */
   applyIdentity(h: IncomingHttpHeaders, identity: Identity): void {
     if (identity.copied) for (let i = 0; i < identity.copied.length; i += 2) h[identity.copied[i]!.toLowerCase()] = identity.copied[i + 1]!;
-    if (identity.userId !== '') h[this.userIdHeader] = identity.userId;
-    if (identity.email !== undefined) h[this.emailHeader] = identity.email;
-    if (identity.roles.length) h[this.rolesHeader] = identity.roles.join(',');
+    // Forward-auth values arrived as header values and go on byte for byte; token claims are JSON strings.
+    const value = identity.source === 'jwt' ? headerValue : same;
+    if (identity.userId !== '') h[this.userIdHeader] = value(identity.userId);
+    if (identity.email !== undefined) h[this.emailHeader] = value(identity.email);
+    if (identity.roles.length) h[this.rolesHeader] = value(identity.roles.join(','));
     if (this.internal) h[this.internalHeader] = this.internalHeader === 'authorization' ? `Bearer ${this.internal.tokenFor(identity)}` : this.internal.tokenFor(identity);
   }
+}
+
+const HEADER_SAFE = /^[\x20-\x7e]*$/;
+
+/**
+ * A token claim as a header value. Claims may hold characters a header cannot
+ * carry (Node refuses control characters and anything above U+00FF, which made
+ * every request of, say, a user with an internationalised email fail as a 502).
+ * Printable ASCII goes as is; any other value is sent with every character
+ * outside printable ASCII, and `%` itself, percent-encoded as UTF-8
+ * (`josé@x` -> `jos%C3%A9@x`), so `decodeURIComponent` gives the claim back.
+ */
+export function headerValue(v: string): string {
+  if (HEADER_SAFE.test(v)) return v;
+  return v.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
+    let out = '';
+    for (const b of Buffer.from(c, 'utf8')) out += `%${b < 16 ? '0' : ''}${b.toString(16).toUpperCase()}`;
+    return out;
+  });
+}
+
+function same(v: string): string {
+  return v;
 }
 
 function bearer(value: string | undefined): string | undefined {
@@ -92,7 +117,9 @@ function cookie(header: string | undefined, name: string): string | undefined {
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
     if (eq > 0 && part.slice(0, eq).trim() === name) {
-      const v = part.slice(eq + 1).trim();
+      let v = part.slice(eq + 1).trim();
+      // RFC 6265 allows a cookie value in double quotes; the quotes are not part of the token.
+      if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
       return v === '' ? undefined : v;
     }
   }

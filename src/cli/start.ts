@@ -27,7 +27,7 @@ export async function runGateway(configPath: string): Promise<Gateway> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGHUP', () => gw.reload('SIGHUP'));
+  process.on('SIGHUP', () => void gw.reload('SIGHUP'));
   process.on('uncaughtException', (err) => gw.log.error({ err }, 'uncaught exception (process kept alive)'));
   process.on('unhandledRejection', (err) => gw.log.error({ err }, 'unhandled rejection'));
   return gw;

@@ -28,6 +28,7 @@ export class GatewayMetrics {
   private readonly fallbacks: Counter<'route' | 'from' | 'to' | 'reason'>;
   private readonly retries: Counter<'upstream'>;
   private readonly breakerTransitions: Counter<'upstream' | 'to'>;
+  private readonly ejections: Counter<'upstream'>;
   private readonly canaryRequests: Counter<'route' | 'side'>;
   private readonly canaryFailures: Counter<'route' | 'side'>;
   private readonly canaryDuration: Histogram<'route' | 'side'>;
@@ -73,6 +74,7 @@ export class GatewayMetrics {
     });
     this.fallbacks = new Counter({ name: 'strangler_fallbacks_total', help: 'Requests served by a route fallback, by route, failed upstream, fallback upstream and reason', labelNames: ['route', 'from', 'to', 'reason'], registers });
     this.retries = new Counter({ name: 'strangler_retries_total', help: 'Attempts retried on another instance, by upstream', labelNames: ['upstream'], registers });
+    this.ejections = new Counter({ name: 'strangler_instance_ejections_total', help: 'Instances ejected by passive health checks, by upstream', labelNames: ['upstream'], registers });
     this.breakerTransitions = new Counter({ name: 'strangler_breaker_transitions_total', help: 'Circuit breaker state changes, by upstream and new state', labelNames: ['upstream', 'to'], registers });
     new Gauge({
       name: 'strangler_breaker_state',
@@ -147,6 +149,10 @@ export class GatewayMetrics {
 
   retry(upstream: string): void {
     this.retries.inc({ upstream });
+  }
+
+  ejected(upstream: string): void {
+    this.ejections.inc({ upstream });
   }
 
   breakerChanged(upstream: string, to: string): void {

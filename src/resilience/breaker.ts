@@ -37,6 +37,8 @@ export class UpstreamBreaker {
   private current: BreakerState = 'closed';
   /** opossum lets every request through while half-open until one settles; we allow exactly one trial. */
   private trialInFlight = false;
+  /** Requests failed fast (the gateway checks before firing, so opossum never sees them). */
+  private refused = 0;
 
   constructor(
     readonly config: BreakerConfig,
@@ -76,7 +78,9 @@ export class UpstreamBreaker {
   /** Whether a request may be sent now (false: fail fast or fall back). */
   allows(): boolean {
     if (this.current === 'closed') return true;
-    return this.current === 'half-open' && !this.trialInFlight;
+    if (this.current === 'half-open' && !this.trialInFlight) return true;
+    this.refused++;
+    return false;
   }
 
   /**
@@ -99,7 +103,7 @@ export class UpstreamBreaker {
   counts(): { requests: number; failures: number; rejected: number } {
     if (!this.cb) return { requests: 0, failures: 0, rejected: 0 };
     const s = this.cb.stats;
-    return { requests: s.fires, failures: s.failures, rejected: s.rejects };
+    return { requests: s.fires, failures: s.failures, rejected: s.rejects + this.refused };
   }
 
   shutdown(): void {

@@ -19,6 +19,7 @@ export interface TableDiff {
 }
 
 const NOWHERE = '(no route: 404)';
+const LIVE_SERVER_SETTINGS = new Set(['healthPath', 'trustProxy', 'encodedSlashes', 'drainTimeoutMs']);
 
 export function diffTables(before: RouteTableConfig, after: RouteTableConfig): TableDiff {
   const oldRoutes = new Map(before.routes.map((r) => [r.name, r]));
@@ -59,7 +60,10 @@ export function diffTables(before: RouteTableConfig, after: RouteTableConfig): T
   }
 
   const restartRequired = [
-    ...changedFields(before.server, after.server).map((f) => `server.${f}`),
+    // healthPath, trustProxy, encodedSlashes and drainTimeoutMs are read from the live table: they apply at once.
+    ...changedFields(before.server, after.server)
+      .filter((f) => !LIVE_SERVER_SETTINGS.has(f))
+      .map((f) => `server.${f}`),
     ...changedFields(before.admin ?? {}, after.admin ?? {})
       .filter((f) => f !== 'token' && f !== 'maxBodyBytes')
       .map((f) => `admin.${f}`),

@@ -1,7 +1,7 @@
 import { normalizePath, splitTarget } from '../core/path';
 import type { RouteTableConfig } from '../config/schema';
 import { CanaryState } from '../canary/state';
-import { canaryPathFor, hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
+import { canaryPathFor, fallbackPathFor, hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
 
 export interface Explanation {
   request: { method: string; target: string; host: string | null };
@@ -59,7 +59,7 @@ export function explain(config: RouteTableConfig, method: string, target: string
     normalizedPath: path,
     route: { name: route.name, path: route.path, exact: route.exact, methods: route.methods ? [...route.methods] : 'any', host: route.config.host ?? null },
     upstream: { name: route.upstream, urls: upstream.urls },
-    ...(route.config.fallback ? { fallback: { name: route.config.fallback, upstreamPath: query ? path + query : path } } : {}),
+    ...(route.config.fallback ? { fallback: { name: route.config.fallback, upstreamPath: fallbackPathFor(route, path, query) } } : {}),
     upstreamPath,
     upstreamUrl: origin + upstreamPath,
   };
