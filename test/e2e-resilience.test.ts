@@ -359,3 +359,29 @@ routes:
     }
   });
 });
+
+describe('bulkhead accounting across a fallback', () => {
+  test('an attempt that fell back is released from its upstream, and the fallback is not charged twice', async () => {
+    const monolith = await controllable('monolith');
+    const dead = await closedPort();
+    const gw = await startGateway(`
+admin: { port: 0 }
+upstreams:
+  monolith: { url: ${monolith.url}, maxConcurrent: 2 }
+  flaky: { url: http://127.0.0.1:${dead}, maxConcurrent: 2, breaker: { enabled: false } }
+routes:
+  - { name: users, path: /api/users, upstream: flaky, fallback: monolith, retry: { enabled: false } }
+`);
+    try {
+      for (let i = 0; i < 6; i++) expect((await send(gw.port, '/api/users')).headers['x-strangler-fallback']).toBe('monolith');
+      const ups = json(await send(gw.gw.adminPort!, '/upstreams')).upstreams as Array<{ name: string; inFlight: number }>;
+      expect(ups.map((u) => [u.name, u.inFlight])).toEqual([
+        ['monolith', 0],
+        ['flaky', 0],
+      ]);
+    } finally {
+      await gw.stop();
+      await monolith.close();
+    }
+  });
+});

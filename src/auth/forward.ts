@@ -97,7 +97,9 @@ export class ForwardAuth {
     } else {
       return { ok: false, reason: 'unavailable', detail: `auth endpoint answered ${answer.status}` };
     }
-    if (this.cfg.cacheMs > 0) this.cache.set(hash(credential), { result, until: Date.now() + this.cfg.cacheMs });
+    // Cached per credential: a session is good or bad whatever the URI. A 403 is not about the
+    // session but about this request (the endpoint sees method and URI), so it is never reused.
+    if (this.cfg.cacheMs > 0 && (result.ok || result.deny?.status !== 403)) this.cache.set(hash(credential), { result, until: Date.now() + this.cfg.cacheMs });
     return result;
   }
 
