@@ -19,6 +19,13 @@ export function isValidTraceparent(value: string | string[] | undefined): value 
   return m !== null && m[1] !== 'ff' && m[2] !== ZERO_TRACE && m[3] !== ZERO_SPAN;
 }
 
+const HEX32 = /^[0-9a-f]{32}$/;
+
+/** A UUID's 32 hex digits (slices are cheaper than a global regex replace). */
+function uuidHex(u: string): string {
+  return u.slice(0, 8) + u.slice(9, 13) + u.slice(14, 18) + u.slice(19, 23) + u.slice(24);
+}
+
 // Span ids: a random per-process prefix plus a counter is unique without a
 // random draw per request.
 const spanPrefix = randomBytes(4).toString('hex');
@@ -30,8 +37,8 @@ let spanCounter = 0;
  * id and traces keyed by trace id line up.
  */
 export function newTraceparent(requestId: string): string {
-  let traceId = requestId.length === 36 ? requestId.replace(/-/g, '') : '';
-  if (!/^[0-9a-f]{32}$/.test(traceId) || traceId === ZERO_TRACE) traceId = randomUUID().replace(/-/g, '');
+  let traceId = requestId.length === 36 ? uuidHex(requestId) : '';
+  if (!HEX32.test(traceId) || traceId === ZERO_TRACE) traceId = uuidHex(randomUUID());
   spanCounter = (spanCounter + 1) >>> 0;
   const span = spanPrefix + spanCounter.toString(16).padStart(8, '0');
   return `00-${traceId}-${span}-01`;
