@@ -30,6 +30,11 @@ class AuthServer {
         return void res.end();
       }
       const cookie = req.headers.cookie ?? '';
+      if (/(^|;\s*)sid=good/.test(cookie) && String(req.headers['x-forwarded-uri']).startsWith('/forbidden')) {
+        // A good session, but not for this resource.
+        res.writeHead(403, { 'content-type': 'application/json' });
+        return void res.end('{"reason":"not yours"}');
+      }
       if (/(^|;\s*)sid=good/.test(cookie)) {
         res.writeHead(200, {
           'X-User-Id': 'u-7',
@@ -37,6 +42,11 @@ class AuthServer {
           'X-User-Roles': 'admin editor',
           'X-Not-Copied': 'internal-detail',
         });
+        return void res.end();
+      }
+      if (/(^|;\s*)sid=latin/.test(cookie)) {
+        // Header values are bytes: this one is Latin-1 0xE9, and must reach the upstream as sent.
+        res.writeHead(200, { 'X-User-Id': 'u-8', 'X-User-Email': 'jos\u00e9@example.test' });
         return void res.end();
       }
       if (/(^|;\s*)sid=readonly/.test(cookie)) {
@@ -116,7 +126,8 @@ describe('forward auth', () => {
     const h = up.received[0]!.headers;
     expect(h['x-user-id']).toBe('u-7');
     expect(h['x-user-email']).toBe('seven@example.test');
-    expect(h['x-user-roles']).toBe('admin editor');
+    // Roles are normalised to the gateway's comma-joined form, whatever the endpoint's separator.
+    expect(h['x-user-roles']).toBe('admin,editor');
     // Only the listed headers are copied.
     expect(h['x-not-copied']).toBeUndefined();
     // The user's cookie still goes upstream (forwardCredentials defaults to true).
@@ -135,6 +146,13 @@ describe('forward auth', () => {
     // Headers that are not part of a refusal stay behind.
     expect(r.headers['x-internal']).toBeUndefined();
     expect(up.received).toHaveLength(0);
+  });
+
+  test('copied values go upstream byte for byte (no re-encoding of the endpoint\'s answer)', async () => {
+    const r = await send(gw.port, '/x', { headers: { cookie: `sid=latin-${uniq()}` } });
+    expect(r.status).toBe(200);
+    expect(up.received[0]!.headers['x-user-email']).toBe('jos\u00e9@example.test');
+    expect(up.received[0]!.headers['x-user-roles']).toBeUndefined();
   });
 
   test('a 403 from the auth endpoint reaches the client as 403', async () => {
@@ -167,6 +185,21 @@ describe('forward auth', () => {
     expect([a.status, b.status]).toEqual([401, 401]);
     expect(b.headers['www-authenticate']).toBe('Cookie realm="portal", form="/login"');
     expect(auth.calls - before).toBe(1);
+  });
+
+  test('a 403 (about this request, not the session) is not cached: other URIs still get their own answer', async () => {
+    const sid = `good-${uniq()}`;
+    const before = auth.calls;
+    const a = await send(gw.port, '/forbidden/x', { headers: { cookie: `sid=${sid}` } });
+    expect(a.status).toBe(403);
+    expect(a.body).toBe('{"reason":"not yours"}');
+    const b = await send(gw.port, '/orders/1', { headers: { cookie: `sid=${sid}` } });
+    expect(b.status).toBe(200);
+    expect(auth.calls - before).toBe(2);
+    // A repeated 403 is asked again too.
+    expect((await send(gw.port, '/forbidden/y', { headers: { cookie: `sid=readonly-${sid}` } })).status).toBe(403);
+    expect((await send(gw.port, '/forbidden/y', { headers: { cookie: `sid=readonly-${sid}` } })).status).toBe(403);
+    expect(auth.calls - before).toBe(4);
   });
 
   test('the endpoint receives cookie, Authorization, x-forwarded-method, x-forwarded-uri and x-request-id', async () => {

@@ -104,6 +104,23 @@ describe('HS256 tokens (auth.jwt.secret from the environment)', () => {
     expect(last(up).headers['x-user-id']).toBe('user-44');
   });
 
+  test('claims a header cannot carry (non-Latin script, CR/LF) are percent-encoded, not a 502', async () => {
+    const token = await hs256({ sub: 'u-\u00e9\r\nX-Injected: 1', email: '\u7528\u6237@\u4f8b\u5b50.test', roles: ['\u7ba1\u7406', 'ops%'] });
+    const r = await send(gw.port, '/api/x', { headers: bearer(token) });
+    expect(r.status).toBe(200);
+    const h = last(up).headers;
+    expect(h['x-injected']).toBeUndefined();
+    expect(h['x-user-id']).toBe('u-%C3%A9%0D%0AX-Injected: 1');
+    expect(decodeURIComponent(h['x-user-id'] as string)).toBe('u-\u00e9\r\nX-Injected: 1');
+    expect(decodeURIComponent(h['x-user-email'] as string)).toBe('\u7528\u6237@\u4f8b\u5b50.test');
+    expect(decodeURIComponent(h['x-user-roles'] as string)).toBe('\u7ba1\u7406,ops%');
+    // Plain ASCII values, '%' included, are sent unchanged.
+    const plain = await hs256({ sub: 'u%41', email: 'a+b@example.test' });
+    expect((await send(gw.port, '/api/x', { headers: bearer(plain) })).status).toBe(200);
+    expect(last(up).headers['x-user-id']).toBe('u%41');
+    expect(last(up).headers['x-user-email']).toBe('a+b@example.test');
+  });
+
   test('an expired token is refused with 401 invalid_token', async () => {
     const token = await hs256({ sub: 'user-1' }, { exp: now() - 120 });
     const r = await send(gw.port, '/api/x', { headers: bearer(token) });
@@ -139,9 +156,8 @@ describe('HS256 tokens (auth.jwt.secret from the environment)', () => {
 
   test('a token whose payload was changed after signing is refused', async () => {
     const good = await hs256({ sub: 'user-1', roles: ['viewer'] });
-    const [h, p, s] = good.split('.') as [string, string, string];
+    const [h, , s] = good.split('.') as [string, string, string];
     const claims = { ...decodeJwt(good), sub: 'user-1', roles: ['admin'] };
-    void p;
     const forged = `${h}.${b64url(claims)}.${s}`;
     const r = await send(gw.port, '/admin', { headers: bearer(forged) });
     expect(r.status).toBe(401);
@@ -187,6 +203,13 @@ describe('HS256 tokens (auth.jwt.secret from the environment)', () => {
     expect(last(up).headers['x-user-id']).toBe('cookie-user');
     // Credentials are forwarded unchanged by default.
     expect(last(up).headers.cookie).toBe(`theme=dark; portal_session=${token}; lang=en`);
+  });
+
+  test('a session cookie value in double quotes (RFC 6265) is read without the quotes', async () => {
+    const token = await hs256({ sub: 'quoted-user' });
+    const r = await send(gw.port, '/api/x', { headers: { cookie: `portal_session="${token}"` } });
+    expect(r.status).toBe(200);
+    expect(last(up).headers['x-user-id']).toBe('quoted-user');
   });
 
   test('a cookie with another name is not a session', async () => {
@@ -443,6 +466,15 @@ routes:
     expect(payload.exp).toBeGreaterThan(t);
     expect(payload.exp!).toBeLessThanOrEqual(t + 61);
     expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(60);
+  });
+
+  test('the internal token carries claims exactly, even those the plain headers must encode', async () => {
+    const email = '\u00e9l\u00e8ve@\u4f8b\u5b50.test';
+    const token = await hs256({ sub: 'intl', email, roles: ['\u7ba1\u7406'] });
+    expect((await send(gw.port, '/svc/i', { headers: bearer(token) })).status).toBe(200);
+    const { payload } = await jwtVerify(last(up).headers['x-strangler-identity'] as string, createLocalJWKSet(await gatewayJwks()), { issuer: 'strangler' });
+    expect(payload.email).toBe(email);
+    expect(payload.roles).toEqual(['\u7ba1\u7406']);
   });
 
   test('a token signed by anyone else does not verify against the gateway JWKS', async () => {
