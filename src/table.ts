@@ -51,7 +51,9 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     const kept = previous?.auth;
     if (kept && JSON.stringify(kept.config) === JSON.stringify(config.auth)) auth = kept;
     else {
-      auth = new Authenticator(config.auth, deps.authBreaker(config.auth));
+      auth = new Authenticator(config.auth, deps.authBreaker(config.auth), (message, haveKeys) =>
+        deps.log[haveKeys ? 'warn' : 'error']({ jwksUrl: config.auth?.jwt?.jwksUrl, cause: message, keptKeys: haveKeys }, haveKeys ? 'JWKS refresh failed; the keys already fetched keep working' : 'JWKS fetch failed; tokens cannot be checked (503)'),
+      );
       auth.start();
     }
   }

@@ -453,6 +453,18 @@ routes:
     expect(buckets.length).toBeGreaterThan(5);
     expect(buckets.find((b) => b.labels.le === '+Inf')!.value).toBe(3);
     expect(find(samples, 'strangler_request_duration_seconds_count', { route: 'users', status_class: '2xx' })[0]!.value).toBe(3);
+    // Every duration series is a well-formed histogram: cumulative buckets ending at +Inf = _count.
+    const counts = find(samples, 'strangler_request_duration_seconds_count');
+    expect(counts.length).toBeGreaterThanOrEqual(3);
+    for (const c of counts) {
+      const series = find(samples, 'strangler_request_duration_seconds_bucket', c.labels);
+      const values = series.map((b) => b.value);
+      expect(values).toEqual([...values].sort((x, y) => x - y));
+      expect(series.map((b) => (b.labels.le === '+Inf' ? Infinity : Number(b.labels.le)))).toEqual(series.map((b) => (b.labels.le === '+Inf' ? Infinity : Number(b.labels.le))).sort((x, y) => x - y));
+      expect(series[series.length - 1]!.labels.le).toBe('+Inf');
+      expect(series[series.length - 1]!.value).toBe(c.value);
+      expect(find(samples, 'strangler_request_duration_seconds_sum', c.labels)[0]!.value).toBeGreaterThanOrEqual(0);
+    }
 
     expect(find(samples, 'strangler_requests_in_flight')).toEqual([{ name: 'strangler_requests_in_flight', labels: {}, value: 0 }]);
     expect(find(samples, 'strangler_upstream_errors_total', { upstream: 'dead', kind: 'UPSTREAM_CONNECT_FAILED' }).map((s) => s.value)).toEqual([1]);

@@ -29,8 +29,9 @@ export class Authenticator {
   constructor(
     readonly config: AuthConfig,
     forwardBreaker: AuthBreaker | undefined,
+    onKeyError?: (message: string, haveKeys: boolean) => void,
   ) {
-    this.jwt = config.jwt ? new JwtVerifier(config.jwt) : undefined;
+    this.jwt = config.jwt ? new JwtVerifier(config.jwt, onKeyError) : undefined;
     this.forward = config.forward && forwardBreaker ? new ForwardAuth(config.forward, config.identityHeaders, forwardBreaker) : undefined;
     const it = config.internalToken;
     this.internal = it.enabled ? new InternalTokens(it) : undefined;

@@ -20,6 +20,8 @@ export class KeySet {
     private readonly refreshMs: number,
     private readonly minRefetchMs: number,
     private readonly timeoutMs = 5000,
+    /** Told when a fetch fails (the keys already held keep working). */
+    private readonly onError: (message: string, haveKeys: boolean) => void = () => undefined,
   ) {}
 
   start(): void {
@@ -62,6 +64,7 @@ export class KeySet {
     } catch (err) {
       // Keep the keys we have.
       this.lastError = (err as Error).message;
+      this.onError(this.lastError, this.getKey !== undefined);
     }
   }
 }

@@ -24,9 +24,12 @@ export class JwtVerifier {
   private readonly cache: Lru<CachedToken>;
   private readonly algorithms: string[];
 
-  constructor(private readonly cfg: JwtConfig) {
+  constructor(
+    private readonly cfg: JwtConfig,
+    onKeyError?: (message: string, haveKeys: boolean) => void,
+  ) {
     this.secret = cfg.secret === undefined ? undefined : createSecretKey(Buffer.from(cfg.secret, 'utf8'));
-    this.keys = cfg.jwksUrl === undefined ? undefined : new KeySet(cfg.jwksUrl, cfg.jwksRefreshMs, cfg.jwksMinRefetchMs);
+    this.keys = cfg.jwksUrl === undefined ? undefined : new KeySet(cfg.jwksUrl, cfg.jwksRefreshMs, cfg.jwksMinRefetchMs, 5000, onKeyError);
     this.cache = new Lru(cfg.cacheSize);
     this.algorithms = [...(this.secret ? ['HS256'] : []), ...(this.keys ? cfg.algorithms : [])];
   }
