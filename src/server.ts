@@ -181,6 +181,8 @@ export class Gateway implements PipelineHost, AdminControl {
     const current = this.table;
     // Parsing, validation and the change summary run on a worker thread: traffic keeps flowing meanwhile.
     const result = await this.loader.file(this.options.configPath, this.loaded);
+    // Shutting down: a late reload must not build pools and breakers that nobody will close.
+    if (this.draining) return { outcome: 'unchanged', version: current.version };
     if (!result.ok) {
       this.lastReloadError = { at: new Date().toISOString(), trigger, problems: result.problems };
       this.metrics.reload('failed');
