@@ -360,7 +360,7 @@ ${routes(n, '/api/hello')}
     if (reload.status !== 200 || !reload.body.includes('"applied"')) throw new Error(`reload failed: ${reload.body}`);
     const metrics = (await get(adminPort, '/metrics')).body;
     await traffic;
-    const stall = Number(/strangler_nodejs_eventloop_lag_max_seconds (\S+)/.exec(metrics)?.[1] ?? NaN) * 1000;
+    const stall = Number(/^strangler_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(metrics)?.[1] ?? NaN) * 1000;
     const reported = (JSON.parse(reload.body) as { durationMs?: number }).durationMs ?? NaN;
     return { rps10: median(small), rps10k: median(large), swapMs: reported || swapMs, stallMs: stall };
   } finally {

@@ -31,6 +31,8 @@ export class UpstreamTransport {
     const https = config.urls[0]!.startsWith('https:');
     const agentOptions = {
       keepAlive: true,
+      // Small request heads must not wait for delayed ACKs (Nagle).
+      noDelay: true,
       maxSockets: config.maxSockets,
       maxFreeSockets: Math.min(config.maxSockets, 256),
       // Idle pooled sockets are closed before the upstream's own keep-alive timeout can race us.
