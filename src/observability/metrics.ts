@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { FastCounter, FastHistogram } from './fastMetrics';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -35,9 +35,10 @@ export class GatewayMetrics {
   private readonly retries: Counter<'upstream'>;
   private readonly breakerTransitions: Counter<'upstream' | 'to'>;
   private readonly ejections: Counter<'upstream'>;
-  private readonly canaryRequests: Counter<'route' | 'side'>;
-  private readonly canaryFailures: Counter<'route' | 'side'>;
-  private readonly canaryDuration: Histogram<'route' | 'side'>;
+  private readonly canaryRequests: FastCounter;
+  private readonly canaryFailures: FastCounter;
+  private readonly canaryDuration: FastHistogram;
+  private readonly canarySeries = new Map<string, { requests: CounterSeries; failures: CounterSeries; duration: HistogramSeries }>();
   private readonly canaryRollbacks: Counter<'route'>;
 
   constructor(
@@ -86,9 +87,9 @@ export class GatewayMetrics {
         for (const { upstream, state } of breakerStates()) this.set({ upstream }, state === 'closed' ? 0 : state === 'half-open' ? 1 : 2);
       },
     });
-    this.canaryRequests = new Counter({ name: 'strangler_canary_requests_total', help: 'Requests of canary routes, by route and side (primary, canary)', labelNames: ['route', 'side'], registers });
-    this.canaryFailures = new Counter({ name: 'strangler_canary_failures_total', help: '5xx or failed-over requests of canary routes, by route and side', labelNames: ['route', 'side'], registers });
-    this.canaryDuration = new Histogram({ name: 'strangler_canary_request_duration_seconds', help: 'Latency of canary routes, by route and side', labelNames: ['route', 'side'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers });
+    this.canaryRequests = new FastCounter('strangler_canary_requests_total', 'Requests of canary routes, by route and side (primary, canary)', this.registry);
+    this.canaryFailures = new FastCounter('strangler_canary_failures_total', '5xx or failed-over requests of canary routes, by route and side', this.registry);
+    this.canaryDuration = new FastHistogram('strangler_canary_request_duration_seconds', 'Latency of canary routes, by route and side', DURATION_BUCKETS, this.registry);
     this.canaryRollbacks = new Counter({ name: 'strangler_canary_rollbacks_total', help: 'Automatic canary rollbacks, by route', labelNames: ['route'], registers });
     new Gauge({
       name: 'strangler_canary_percent',
@@ -160,9 +161,16 @@ export class GatewayMetrics {
   }
 
   canary(route: string, side: 'primary' | 'canary', failed: boolean, seconds: number): void {
-    this.canaryRequests.inc({ route, side });
-    if (failed) this.canaryFailures.inc({ route, side });
-    this.canaryDuration.observe({ route, side }, seconds);
+    const key = side === 'canary' ? `c ${route}` : `p ${route}`;
+    let s = this.canarySeries.get(key);
+    if (s === undefined) {
+      const labels = { route, side };
+      s = { requests: this.canaryRequests.child(labels), failures: this.canaryFailures.child(labels), duration: this.canaryDuration.child(labels) };
+      this.canarySeries.set(key, s);
+    }
+    s.requests.value++;
+    if (failed) s.failures.value++;
+    this.canaryDuration.observe(s.duration, seconds);
   }
 
   canaryRolledBack(route: string): void {
