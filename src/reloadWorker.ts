@@ -1,11 +1,13 @@
 import { parentPort } from 'node:worker_threads';
-import { loadTableFile, loadTableText, type ConfigProblem, type LoadedTable } from './config/load';
+import { loadTableFile, loadTableText, type LoadedTable } from './config/load';
+import type { ConfigProblem } from './config/problem';
 import { diffTables, summarize } from './routing/diff';
 
 /**
  * Runs off the event loop: parsing, validating and diffing a large route table
  * takes long enough (about a second for 10,000 routes) to stall traffic if done
- * on the main thread. The main thread only swaps the result in.
+ * on the main thread. The main thread only swaps the result in. The parser and
+ * the schema library live only here.
  */
 export interface LoadRequest {
   id: number;
@@ -13,15 +15,31 @@ export interface LoadRequest {
   file: string;
   text?: string;
   env: NodeJS.ProcessEnv;
-  /** The version the gateway serves now: the change summary is computed against it when known here. */
-  activeVersion: string | undefined;
+  /** The table the gateway serves now (version and YAML text): the change summary is computed against it. */
+  active: { version: string; source: string; text: string } | undefined;
 }
 
 export type LoadResponse =
   | { id: number; ok: true; table: LoadedTable; changes: string[] | undefined }
   | { id: number; ok: false; problems: ConfigProblem[] };
 
+/** Parsed tables by version, so the active one is not parsed again for every diff. */
 const tables = new Map<string, LoadedTable>();
+
+function remember(t: LoadedTable): void {
+  tables.set(t.version, t);
+  if (tables.size > 4) tables.delete(tables.keys().next().value as string);
+}
+
+function activeTable(msg: LoadRequest): LoadedTable | undefined {
+  if (msg.active === undefined) return undefined;
+  const known = tables.get(msg.active.version);
+  if (known) return known;
+  const parsed = loadTableText(msg.active.text, msg.active.source, msg.env);
+  if (!parsed.ok) return undefined;
+  remember(parsed.table);
+  return parsed.table;
+}
 
 parentPort?.on('message', (msg: LoadRequest) => {
   const result = msg.kind === 'file' ? loadTableFile(msg.file, msg.env) : loadTableText(msg.text ?? '', msg.file, msg.env);
@@ -29,12 +47,8 @@ parentPort?.on('message', (msg: LoadRequest) => {
     parentPort!.postMessage({ id: msg.id, ok: false, problems: result.problems } satisfies LoadResponse);
     return;
   }
-  const previous = msg.activeVersion === undefined ? undefined : tables.get(msg.activeVersion);
+  const previous = activeTable(msg);
   const changes = previous === undefined ? undefined : summarize(diffTables(previous.config, result.table.config));
-  // Keep the last few versions: the one active now is what the next diff is computed against.
-  if (msg.kind === 'file') {
-    tables.set(result.table.version, result.table);
-    if (tables.size > 4) tables.delete(tables.keys().next().value as string);
-  }
+  if (msg.kind === 'file') remember(result.table);
   parentPort!.postMessage({ id: msg.id, ok: true, table: result.table, changes } satisfies LoadResponse);
 });

@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createAdminApp, type AdminControl, type CandidateCheck, type ReloadError, type ReloadOutcome } from './admin/app';
-import { formatProblem, type ConfigProblem, type LoadedTable } from './config/load';
+import type { LoadedTable } from './config/load';
+import { formatProblem, type ConfigProblem } from './config/problem';
 import { TableWatcher } from './config/watch';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
 import { GatewayMetrics } from './observability/metrics';
@@ -126,7 +127,7 @@ export class Gateway implements PipelineHost, AdminControl {
 
   static async start(options: GatewayOptions): Promise<Gateway> {
     const loader = new TableLoader(options.env ?? process.env);
-    const result = await loader.file(options.configPath, undefined);
+    const result = await loader.load(options.configPath, undefined);
     if (!result.ok) {
       loader.close();
       throw new ConfigError(result.problems);
@@ -180,7 +181,7 @@ export class Gateway implements PipelineHost, AdminControl {
     const started = performance.now();
     const current = this.table;
     // Parsing, validation and the change summary run on a worker thread: traffic keeps flowing meanwhile.
-    const result = await this.loader.file(this.options.configPath, this.loaded);
+    const result = await this.loader.load(this.options.configPath, this.loaded);
     // Shutting down: a late reload must not build pools and breakers that nobody will close.
     if (this.draining) return { outcome: 'unchanged', version: current.version };
     if (!result.ok) {

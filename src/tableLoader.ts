@@ -1,40 +1,35 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { loadTableFile, loadTableText, type LoadedTable, type LoadResult } from './config/load';
-import { diffTables, summarize } from './routing/diff';
+import type { LoadedTable } from './config/load';
+import type { ConfigProblem } from './config/problem';
 import type { LoadRequest, LoadResponse } from './reloadWorker';
 
-export type LoadOutcome = (LoadResult & { ok: false }) | { ok: true; table: LoadedTable; changes: string[] | undefined };
+export type LoadOutcome = { ok: false; problems: ConfigProblem[] } | { ok: true; table: LoadedTable; changes: string[] | undefined };
+
+/** A worker idle this long is stopped: it holds a whole JavaScript heap. */
+const IDLE_MS = 5_000;
 
 /**
- * Loads route tables on a worker thread so a reload never stalls traffic; if a
- * worker cannot be started it loads on the main thread instead.
+ * Loads route tables on a worker thread, started when needed and stopped when
+ * idle, so a reload never stalls traffic and the gateway's main thread never
+ * loads the YAML parser or the schema library. If a worker cannot be started,
+ * it loads on the main thread instead.
  */
 export class TableLoader {
   private worker: Worker | undefined;
+  private idle: NodeJS.Timeout | undefined;
   private nextId = 1;
-  private readonly pending = new Map<number, (r: LoadResponse) => void>();
+  private readonly pending = new Map<number, (r: LoadResponse | undefined) => void>();
+  private readonly file: string;
+  private closed = false;
 
   constructor(private readonly env: NodeJS.ProcessEnv) {
     // Under ts-jest this file is TypeScript; the compiled worker lives in dist/ (built before the tests).
-    const file = __filename.endsWith('.ts') ? join(__dirname, '..', 'dist', 'src', 'reloadWorker.js') : join(__dirname, 'reloadWorker.js');
-    if (!existsSync(file)) return;
-    try {
-      this.worker = new Worker(file);
-      this.worker.unref();
-      this.worker.on('message', (r: LoadResponse) => {
-        this.pending.get(r.id)?.(r);
-        this.pending.delete(r.id);
-      });
-      this.worker.on('error', () => this.failAll());
-      this.worker.on('exit', () => this.failAll());
-    } catch {
-      this.worker = undefined;
-    }
+    this.file = __filename.endsWith('.ts') ? join(__dirname, '..', 'dist', 'src', 'reloadWorker.js') : join(__dirname, 'reloadWorker.js');
   }
 
-  file(path: string, active: LoadedTable | undefined): Promise<LoadOutcome> {
+  load(path: string, active: LoadedTable | undefined): Promise<LoadOutcome> {
     return this.ask({ kind: 'file', file: path }, active);
   }
 
@@ -42,42 +37,76 @@ export class TableLoader {
     return this.ask({ kind: 'text', file: name, text: yaml }, active);
   }
 
+  private start(): Worker | undefined {
+    if (this.worker !== undefined || this.closed || !existsSync(this.file)) return this.worker;
+    try {
+      const w = new Worker(this.file);
+      w.unref();
+      w.on('message', (r: LoadResponse) => {
+        this.pending.get(r.id)?.(r);
+        this.pending.delete(r.id);
+        this.scheduleStop();
+      });
+      w.on('error', () => this.failAll(w));
+      w.on('exit', () => this.failAll(w));
+      this.worker = w;
+    } catch {
+      this.worker = undefined;
+    }
+    return this.worker;
+  }
+
+  private scheduleStop(): void {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = setTimeout(() => {
+      if (this.pending.size === 0) this.stopWorker();
+    }, IDLE_MS);
+    this.idle.unref();
+  }
+
   private async ask(req: Pick<LoadRequest, 'kind' | 'file' | 'text'>, active: LoadedTable | undefined): Promise<LoadOutcome> {
-    const worker = this.worker;
+    const worker = this.start();
     if (worker !== undefined) {
       const id = this.nextId++;
+      const activeRef = active === undefined ? undefined : { version: active.version, source: active.source, text: active.text };
       const response = await new Promise<LoadResponse | undefined>((resolve) => {
         this.pending.set(id, resolve);
-        worker.postMessage({ ...req, id, env: this.env, activeVersion: active?.version } satisfies LoadRequest);
+        worker.postMessage({ ...req, id, env: this.env, active: activeRef } satisfies LoadRequest);
       });
       if (response !== undefined) {
-        if (!response.ok) return { ok: false, problems: response.problems };
-        const changes = response.changes ?? (active ? summarize(diffTables(active.config, response.table.config)) : undefined);
-        return { ok: true, table: { ...response.table, config: deepFreeze(response.table.config) }, changes };
+        // Not deep-frozen here: freezing 10,000 routes would cost the event loop what the worker saved.
+        return response.ok ? { ok: true, table: response.table, changes: response.changes } : { ok: false, problems: response.problems };
       }
     }
-    // No worker (or it died): load here.
+    return this.loadHere(req, active);
+  }
+
+  /** No worker (or it died): load on this thread. The loader is required only here. */
+  private loadHere(req: Pick<LoadRequest, 'kind' | 'file' | 'text'>, active: LoadedTable | undefined): LoadOutcome {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { loadTableFile, loadTableText } = require('./config/load') as typeof import('./config/load');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { diffTables, summarize } = require('./routing/diff') as typeof import('./routing/diff');
     const result = req.kind === 'file' ? loadTableFile(req.file, this.env) : loadTableText(req.text ?? '', req.file, this.env);
     if (!result.ok) return result;
     return { ok: true, table: result.table, changes: active ? summarize(diffTables(active.config, result.table.config)) : undefined };
   }
 
-  private failAll(): void {
-    this.worker = undefined;
-    for (const resolve of this.pending.values()) resolve(undefined as unknown as LoadResponse);
+  private failAll(w: Worker): void {
+    if (this.worker === w) this.worker = undefined;
+    for (const resolve of this.pending.values()) resolve(undefined);
     this.pending.clear();
   }
 
-  close(): void {
-    void this.worker?.terminate();
+  private stopWorker(): void {
+    const w = this.worker;
     this.worker = undefined;
+    if (w) void w.terminate();
   }
-}
 
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
+  close(): void {
+    this.closed = true;
+    if (this.idle) clearTimeout(this.idle);
+    this.stopWorker();
   }
-  return value;
 }

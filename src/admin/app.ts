@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import Koa from 'koa';
 import Router from 'koa-router';
-import { formatProblem, type ConfigProblem } from '../config/load';
+import { formatProblem, type ConfigProblem } from '../config/problem';
 import type { RouteTableConfig } from '../config/schema';
 import type { GatewayMetrics } from '../observability/metrics';
 import type { ActiveTable } from '../table';

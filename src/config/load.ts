@@ -5,23 +5,17 @@ import type { z } from 'zod';
 import { LogSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, type RouteTableConfig } from './schema';
 import { checkSemantics } from './semantics';
 
-/** One problem in a route table, located in the file as `FILE:LINE:COL message`. */
-export interface ConfigProblem {
-  file: string;
-  line: number;
-  col: number;
-  message: string;
-}
+import { formatProblem, type ConfigProblem } from './problem';
 
-export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}:${p.col} ${p.message}`;
-}
+export { formatProblem, type ConfigProblem };
 
 /** A route table that passed every check, with its version id (a content hash). */
 export interface LoadedTable {
   config: RouteTableConfig;
   version: string;
   source: string;
+  /** The YAML text, so a reload worker can diff against this version. */
+  text: string;
 }
 
 export type LoadResult = { ok: true; table: LoadedTable } | { ok: false; problems: ConfigProblem[] };
@@ -179,7 +173,7 @@ export function loadTableText(source: string, file: string, env: NodeJS.ProcessE
   if (!parsed.success || problems.length) return { ok: false, problems: byPosition(dedupe(problems)) };
   const semantic = checkSemantics(parsed.data, map);
   if (semantic.length) return { ok: false, problems: byPosition(semantic) };
-  return { ok: true, table: { config: deepFreeze(parsed.data), version: versionOf(source), source: file } };
+  return { ok: true, table: { config: deepFreeze(parsed.data), version: versionOf(source), source: file, text: source } };
 }
 
 export function loadTableFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
