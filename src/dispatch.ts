@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { sendError, type ErrorCode } from './core/errors';
+import { deadlines, type Deadline } from './core/deadlines';
 import { stateOf, type RequestState } from './core/state';
 import type { Logger } from './observability/logger';
 import { responseHeaders } from './proxy/headers';
@@ -29,7 +30,12 @@ const EMPTY: readonly Buffer[] = [];
  * falls back to the route's fallback upstream, replaying the original request.
  * Nothing is retried once the response has started.
  */
-export class Exchange {
+export class Exchange implements Deadline {
+  // Intrusive links of the deadline sweeper (no timer object per request).
+  dlPrev: Deadline | null = null;
+  dlNext: Deadline | null = null;
+  dlAt = 0;
+  dlList: Deadline['dlList'] = null;
   private attempt = 0;
   private retries = 0;
   private upstream: Upstream;
@@ -123,7 +129,7 @@ export class Exchange {
       .run((resolve, reject) => {
         this.resolveAttempt = resolve;
         this.rejectAttempt = reject;
-        state.timer = setTimeout(onAttemptTimeout, Math.max(1, remaining), this, n);
+        deadlines.arm(this, Math.max(1, Math.round(remaining)));
         up.transport.send(inst.index, this.req, this.res, body, (err) => this.onError(n, err));
       })
       .then((err) => this.afterAttempt(n, up, inst, err));
@@ -132,7 +138,7 @@ export class Exchange {
   /** The upstream's response head arrived for the current attempt: stream it to the client. */
   onHeaders(proxyRes: IncomingMessage): void {
     const state = this.state;
-    clearTimer(state);
+    deadlines.disarm(this);
     if (state.settled || this.res.destroyed) {
       proxyRes.destroy();
       this.settleAttempt(new AttemptError('CLIENT_ABORT', false));
@@ -155,7 +161,7 @@ export class Exchange {
 
   private onError(n: number, err: NodeJS.ErrnoException): void {
     if (n !== this.attempt || this.responded) return;
-    clearTimer(this.state);
+    deadlines.disarm(this);
     if (this.finished || this.res.destroyed) {
       this.settleAttempt(this.abortError());
       return;
@@ -169,10 +175,15 @@ export class Exchange {
     this.settleAttempt(new AttemptError(kind, true, kind === 'UPSTREAM_CONNECT_FAILED' || (kind === 'UPSTREAM_RESET' && reused)));
   }
 
-  /** Timer fired with no socket yet (pool saturated): nothing to destroy, answer now. */
-  timedOutWithoutSocket(n: number): void {
-    if (n !== this.attempt || this.responded) return;
-    this.settleAttempt(new AttemptError('UPSTREAM_TIMEOUT', true));
+  /** The attempt's deadline passed before the response head arrived. */
+  onDeadline(): void {
+    if (this.responded) return;
+    const state = this.state;
+    state.timedOut = true;
+    // Destroying surfaces as the attempt's error, answered 504 because timedOut is set;
+    // with no socket yet (pool saturated) there is nothing to destroy: answer now.
+    if (state.proxyReq) state.proxyReq.destroy();
+    else this.settleAttempt(new AttemptError('UPSTREAM_TIMEOUT', true));
   }
 
   /**
@@ -247,7 +258,7 @@ export class Exchange {
     const state = this.state;
     if (state.settled) return;
     state.settled = true;
-    clearTimer(state);
+    deadlines.disarm(this);
     state.errorCode = code;
     this.events.log.warn({ reqId: state.id, route: this.route.name, upstream: this.upstream.name, code }, 'upstream request failed');
     sendError(this.res, code, state.id, undefined, headers);
@@ -265,7 +276,7 @@ export class Exchange {
   /** The client's response closed (finished or aborted): stop upstream work and release counters. */
   closed(aborted: boolean): void {
     this.finished = true;
-    clearTimer(this.state);
+    deadlines.disarm(this);
     if (aborted) {
       const { proxyReq, proxyRes } = this.state;
       if (proxyRes && !proxyRes.complete) proxyRes.destroy();
@@ -286,21 +297,6 @@ function performanceNow(): number {
   return performance.now();
 }
 
-function clearTimer(state: RequestState): void {
-  if (state.timer !== undefined) {
-    clearTimeout(state.timer);
-    state.timer = undefined;
-  }
-}
-
-function onAttemptTimeout(ex: Exchange, n: number): void {
-  const state = (ex as unknown as { state: RequestState }).state;
-  state.timer = undefined;
-  state.timedOut = true;
-  // Destroying surfaces as the attempt's error, answered 504 because timedOut is set.
-  if (state.proxyReq) state.proxyReq.destroy();
-  else ex.timedOutWithoutSocket(n);
-}
 
 /** The upstream cut the body short: the client must see a truncated response, not a hang. */
 function onProxyResClose(this: IncomingMessage): void {

@@ -16,7 +16,6 @@ export class RequestState {
   errorCode: ErrorCode | undefined = undefined;
   proxyReq: ClientRequest | undefined = undefined;
   proxyRes: IncomingMessage | undefined = undefined;
-  timer: NodeJS.Timeout | undefined = undefined;
   timedOut = false;
   /** Set once the gateway has answered (or given up): late upstream events are ignored. */
   settled = false;
