@@ -14,3 +14,4 @@ proxy.on('error', (_err, _req, res) => {
   r.end();
 });
 createServer((req, res) => proxy.web(req, res)).listen(Number(port), '127.0.0.1', () => process.stdout.write('listening\n'));
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(0));

@@ -138,6 +138,11 @@ export function responseHeaders(raw: readonly string[], requestId: string): stri
 }
 
 function connectionTokens(value: string, into: string[] | null): string[] | null {
+  // The common answers name no header: skip the split.
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return into;
+  }
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();
     if (t && t !== 'close' && t !== 'keep-alive') (into ??= []).push(t);
