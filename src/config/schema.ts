@@ -185,7 +185,8 @@ export const RouteSchema = z.strictObject({
   /** Upstream that answers (with the original, unstripped path) when `upstream`'s circuit is open or it cannot be reached. */
   fallback: name.optional(),
   /** Retry once on a connect failure or a reset reused connection, for these methods. */
-  retry: RetrySchema.default(() => RetrySchema.parse({})),
+  /** Default (when absent): enabled for GET, HEAD, OPTIONS, PUT, DELETE. Left out of the parsed table so a large table stays small. */
+  retry: RetrySchema.optional(),
   /** Send a share of users to a new upstream (canary migration). */
   canary: CanarySchema.optional(),
   /** none | optional | required; default: auth.default. */

@@ -106,6 +106,9 @@ function bySpecificity(a: CompiledRoute, b: CompiledRoute): number {
   return hostRank(b) - hostRank(a) || (b.methods ? 1 : 0) - (a.methods ? 1 : 0);
 }
 
+/** Shared by every route that does not set `retry`. */
+const DEFAULT_RETRY_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
 function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMap<string, string>): CompiledRoute {
   const basePath = bases.get(r.upstream) ?? '';
   const strip = r.stripPrefix === undefined || r.stripPrefix === '/' ? '' : r.stripPrefix.replace(/\/$/, '');
@@ -123,7 +126,7 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMa
     stripLength: strip.length,
     basePath,
     websocket: r.websocket,
-    retryMethods: r.retry.enabled ? new Set(r.retry.methods) : null,
+    retryMethods: r.retry === undefined ? DEFAULT_RETRY_METHODS : r.retry.enabled ? new Set(r.retry.methods) : null,
     fallback: r.fallback ?? null,
     canaryStripLength: r.canary?.stripPrefix === undefined || r.canary.stripPrefix === '/' ? 0 : r.canary.stripPrefix.replace(/\/$/, '').length,
     canaryBasePath: r.canary ? (bases.get(r.canary.upstream) ?? '') : '',
