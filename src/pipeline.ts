@@ -1,9 +1,10 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { AuthResult, Identity } from './auth';
 import { errorBody, rawErrorResponse, sendError, type ErrorCode } from './core/errors';
-import { normalizePath, splitTarget } from './core/path';
+import { normalizePath, pathForMatching, splitTarget } from './core/path';
 import { attachState, RequestState, stateOf } from './core/state';
 import { Exchange, type DispatchEvents } from './dispatch';
 import type { Logger } from './observability/logger';
@@ -36,6 +37,10 @@ export interface Pipeline {
 
 const HEALTH_BODY = '{"status":"ok"}';
 
+/** The responses of a connection that have not finished (more than one only when the client pipelines). */
+const kOpen = Symbol('strangler.openResponses');
+type SocketWithRequests = Socket & { [kOpen]?: ServerResponse[] };
+
 /** A response the gateway gives instead of proxying (auth refusals). */
 interface Refusal {
   status: number;
@@ -54,21 +59,43 @@ interface Refusal {
  */
 export function createPipeline(host: PipelineHost): Pipeline {
   function onResponseClose(this: ServerResponse): void {
-    const state = stateOf(this.req);
+    finish(this);
+  }
+
+  /**
+   * Pipelined requests queued behind a response never see their own `close`
+   * when the connection dies: the socket's close finishes them, so no
+   * in-flight count (gateway, bulkhead, instance) leaks.
+   */
+  function onSocketClose(this: Socket): void {
+    const open = (this as SocketWithRequests)[kOpen];
+    if (open === undefined) return;
+    for (const res of [...open]) finish(res);
+  }
+
+  /** Runs once per request, on the response's close or its socket's, whichever comes first. */
+  function finish(res: ServerResponse): void {
+    const state = stateOf(res.req);
+    if (!state || state.finished) return;
+    state.finished = true;
+    const open = (res.req.socket as SocketWithRequests)[kOpen];
+    if (open !== undefined) {
+      const i = open.indexOf(res);
+      if (i !== -1) open.splice(i, 1);
+    }
     host.requestFinished();
-    if (!state) return;
-    const aborted = !this.writableFinished;
+    const aborted = !res.writableFinished;
     state.exchange?.closed(aborted);
     const ms = performance.now() - state.startedAt;
     if (state.canarySide !== undefined) {
       // A canary that failed over to the primary still failed.
-      const failed = this.statusCode >= 500 || (state.canarySide === 'canary' && state.fellBack);
+      const failed = res.statusCode >= 500 || (state.canarySide === 'canary' && state.fellBack);
       state.canary!.record(state.canarySide, failed, ms);
       host.metrics?.canary(state.route!, state.canarySide, failed, ms / 1000);
     }
     const metrics = host.metrics;
     if (metrics !== undefined) {
-      metrics.request(state.route, state.upstream, this.statusCode, ms / 1000);
+      metrics.request(state.route, state.upstream, res.statusCode, ms / 1000);
       if (state.errorCode !== undefined && state.upstream !== undefined) metrics.upstreamError(state.upstream, state.errorCode);
     }
     const access = host.accessLog;
@@ -80,9 +107,9 @@ export function createPipeline(host: PipelineHost): Pipeline {
         path: state.path,
         route: state.route,
         upstream: state.upstream,
-        status: this.statusCode,
+        status: res.statusCode,
         durationMs: Math.round(ms * 100) / 100,
-        bytes: this.req.socket.bytesWritten - state.socketBytesAtStart,
+        bytes: res.req.socket.bytesWritten - state.socketBytesAtStart,
         aborted,
         error: state.errorCode,
         user: state.userId,
@@ -90,7 +117,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
         canary: state.canarySide,
         canaryReason: state.canaryReason,
         fallback: state.fellBack || undefined,
-        client: this.req.socket.remoteAddress,
+        client: res.req.socket.remoteAddress,
       },
       'request',
     );
@@ -107,8 +134,10 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const path = normalizePath(state.path, table.decodeSlashes);
     if (path === null) return 'BAD_PATH';
     state.path = path;
+    const matchPath = pathForMatching(path);
+    state.matchPath = matchPath;
     const matcher = table.matcher;
-    const r = matcher.match(state.method, matcher.usesHost ? hostForMatching(req.headers.host) : '', path);
+    const r = matcher.match(state.method, matcher.usesHost ? hostForMatching(req.headers.host) : '', matchPath);
     if (r === undefined) return 'ROUTE_NOT_FOUND';
     state.route = r.name;
     state.upstream = r.upstream;
@@ -164,7 +193,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
     let exchange: Exchange;
     if (canary !== undefined && canaryChosen(req, state, canary, identity)) {
       // The canary side; if it cannot be reached (or its circuit is open) the primary answers instead.
-      exchange = new Exchange(req, res, state, r, canaryPathFor(r, state.path, query), upstreamPathFor(r, state.path, query), table.upstreams.get(canary.config.upstream)!, table.upstreams.get(r.upstream)!, host.dispatchEvents);
+      exchange = new Exchange(req, res, state, r, canaryPathFor(r, forwardPath(r, state), query), upstreamPathFor(r, forwardPath(r, state), query), table.upstreams.get(canary.config.upstream)!, table.upstreams.get(r.upstream)!, host.dispatchEvents);
     } else {
       const fallback = r.fallback === null ? undefined : table.upstreams.get(r.fallback);
       exchange = new Exchange(
@@ -172,8 +201,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
         res,
         state,
         r,
-        upstreamPathFor(r, state.path, query),
-        fallback === undefined ? '' : fallbackPathFor(r, state.path, query),
+        upstreamPathFor(r, forwardPath(r, state), query),
+        fallback === undefined ? '' : fallbackPathFor(r, forwardPath(r, state), query),
         table.upstreams.get(r.upstream)!,
         fallback,
         host.dispatchEvents,
@@ -232,6 +261,12 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, res, req.socket.bytesWritten);
     attachState(req, state);
     res.once('close', onResponseClose);
+    const socket = req.socket as SocketWithRequests;
+    const open = socket[kOpen];
+    if (open === undefined) {
+      socket[kOpen] = [res];
+      socket.once('close', onSocketClose);
+    } else open.push(res);
     if (host.draining) res.shouldKeepAlive = false;
     try {
       handle(req, res, state, query);
@@ -246,7 +281,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const upstream = table.upstreams.get(r.upstream)!;
     const instance = upstream.breaker.allows() ? upstream.instances.pick() : undefined;
     if (instance === undefined) return refuseSocket(socket, state, 'CIRCUIT_OPEN');
-    req.url = state.upstreamPath = upstreamPathFor(r, state.path, query);
+    req.url = state.upstreamPath = upstreamPathFor(r, forwardPath(r, state), query);
     host.socketUpgraded(socket);
     host.log.debug({ reqId: state.id, route: r.name, upstream: r.upstream }, 'websocket upgrade');
     upstream.transport.upgrade(instance.index, req, socket, head, (err) => {
@@ -295,6 +330,15 @@ export function createPipeline(host: PipelineHost): Pipeline {
   }
 
   return { onRequest, onUpgrade };
+}
+
+/**
+ * The path sent upstream: as normalised, `;parameters` included (a legacy
+ * `;jsessionid` keeps working); when a prefix is stripped, the parameter-free
+ * path, because the prefix is measured on it.
+ */
+function forwardPath(r: CompiledRoute, state: RequestState): string {
+  return state.matchPath !== state.path && (r.stripLength > 0 || r.canaryStripLength > 0) ? state.matchPath : state.path;
 }
 
 /** Picks the canary side for this user; records the choice on the state. */

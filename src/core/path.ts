@@ -109,3 +109,21 @@ export function splitTarget(url: string): [path: string, query: string] {
   const q = url.indexOf('?');
   return q === -1 ? [url, ''] : [url.slice(0, q), url.slice(q)];
 }
+
+/**
+ * The path as routing sees it: `;parameters` (and `%3B…`) removed from every
+ * segment. Java servers ignore them (`/admin;x=1` serves `/admin`), so a route
+ * must not be escaped by adding one. Takes a normalised path (escapes upper-case).
+ */
+export function pathForMatching(path: string): string {
+  if (path.indexOf(';') === -1 && path.indexOf('%3B') === -1) return path;
+  const segs = path.split('/');
+  for (let i = 1; i < segs.length; i++) {
+    const s = segs[i]!;
+    let cut = s.indexOf(';');
+    const enc = s.indexOf('%3B');
+    if (enc !== -1 && (cut === -1 || enc < cut)) cut = enc;
+    if (cut !== -1) segs[i] = s.slice(0, cut);
+  }
+  return segs.join('/') || '/';
+}

@@ -9,6 +9,8 @@ import type { ErrorCode } from './errors';
 export class RequestState {
   /** Normalised path (without query), or the raw path while not yet normalised. */
   path: string;
+  /** The path routing used: `path` without `;parameters`. */
+  matchPath = '';
   route: string | undefined = undefined;
   upstream: string | undefined = undefined;
   upstreamPath: string | undefined = undefined;
@@ -20,6 +22,8 @@ export class RequestState {
   /** Set once the gateway has answered (or given up): late upstream events are ignored. */
   settled = false;
   upgraded = false;
+  /** Its close was handled (metrics, access log, counters): exactly once. */
+  finished = false;
   /** The request's dispatch (retries, fallback), told when the response closes. */
   exchange: { closed(aborted: boolean): void } | undefined = undefined;
   /** Verified user id, when the route authenticated one (for logs and canary stickiness). */

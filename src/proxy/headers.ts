@@ -48,13 +48,20 @@ export function forwardingPolicy(trustProxy: readonly string[], extraOwned: read
   };
 }
 
+/**
+ * Never removable through `Connection`: deleting message framing would let a
+ * body reach the upstream unframed, to be read there as a second request
+ * (request smuggling past routing and auth).
+ */
+const NOT_NAMEABLE = new Set(['upgrade', 'transfer-encoding', 'content-length', 'host']);
+
 /** Removes hop-by-hop headers, including every header the Connection header names. */
 function stripHopByHop(h: IncomingHttpHeaders, keepUpgrade: boolean): void {
   const conn = h.connection;
   if (conn !== undefined) {
     for (const token of conn.split(',')) {
       const name = token.trim().toLowerCase();
-      if (name && name !== 'upgrade') delete h[name];
+      if (name && !NOT_NAMEABLE.has(name)) delete h[name];
     }
   }
   if (!keepUpgrade) {

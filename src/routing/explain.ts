@@ -1,4 +1,4 @@
-import { normalizePath, splitTarget } from '../core/path';
+import { normalizePath, pathForMatching, splitTarget } from '../core/path';
 import type { RouteTableConfig } from '../config/schema';
 import { CanaryState } from '../canary/state';
 import { canaryPathFor, fallbackPathFor, hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
@@ -31,7 +31,7 @@ export function explain(config: RouteTableConfig, method: string, target: string
   if (rawPath === config.server.healthPath) return { ...out, outcome: 'health', status: 200 };
   const path = normalizePath(rawPath, config.server.encodedSlashes === 'decode');
   if (path === null) return { ...out, outcome: 'bad-path', status: 400 };
-  const route = matcher.match(m, matcher.usesHost ? hostForMatching(host ?? undefined) : '', path);
+  const route = matcher.match(m, matcher.usesHost ? hostForMatching(host ?? undefined) : '', pathForMatching(path));
   if (!route) return { ...out, outcome: 'no-route', status: 404, normalizedPath: path };
   const upstream = config.upstreams[route.upstream]!;
   const upstreamPath = upstreamPathFor(route, path, query);
