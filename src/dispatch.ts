@@ -125,14 +125,15 @@ export class Exchange implements Deadline {
     else if (n > 1 && this.hasBody === false) body = Readable.from(EMPTY);
     else if (this.hasBody) this.bodyStarted = true;
     const remaining = this.isFallback ? up.config.timeoutMs : Math.min(up.config.timeoutMs, this.deadline - performanceNow());
-    void up.breaker
-      .run((resolve, reject) => {
+    up.breaker.attempt(
+      (resolve, reject) => {
         this.resolveAttempt = resolve;
         this.rejectAttempt = reject;
         deadlines.arm(this, Math.max(1, Math.round(remaining)));
         up.transport.send(inst.index, this.req, this.res, body, (err) => this.onError(n, err));
-      })
-      .then((err) => this.afterAttempt(n, up, inst, err));
+      },
+      (err) => this.afterAttempt(n, up, inst, err),
+    );
   }
 
   /** The upstream's response head arrived for the current attempt: stream it to the client. */

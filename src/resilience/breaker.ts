@@ -89,9 +89,54 @@ export class UpstreamBreaker {
    * Rejections are returned, never thrown: the caller reads the AttemptError.
    */
   run(executor: Executor): Promise<AttemptError | undefined> {
-    if (this.cb === undefined) return run(executor).then(ok, asAttemptError);
-    if (this.current === 'half-open') this.trialInFlight = true;
-    return this.cb.fire(executor).then(ok, asAttemptError);
+    return new Promise((resolve) => this.attempt(executor, resolve));
+  }
+
+  /**
+   * The same, with a callback: the request path's form. While the circuit is
+   * closed an attempt runs outside opossum's promise machinery, and its outcome
+   * is recorded through the events opossum's own statistics listen to (`fire`
+   * and `success`); a counted failure goes through `fire()` itself, so the
+   * threshold check and the opening are opossum's. Half-open trials always use
+   * `fire()`.
+   */
+  attempt(executor: Executor, done: (err: AttemptError | undefined) => void): void {
+    const cb = this.cb;
+    if (cb === undefined) {
+      executor(() => done(undefined), done);
+      return;
+    }
+    if (this.current !== 'closed') {
+      if (this.current === 'half-open') this.trialInFlight = true;
+      cb.fire(executor).then(ok, asAttemptError).then(done);
+      return;
+    }
+    let settled = false;
+    executor(
+      () => {
+        if (settled) return;
+        settled = true;
+        cb.emit('fire', []);
+        cb.emit('success', undefined, 0);
+        done(undefined);
+      },
+      (err: AttemptError) => {
+        if (settled) return;
+        settled = true;
+        if (!err.counts) {
+          // opossum counts a filtered error as a success.
+          cb.emit('fire', []);
+          cb.emit('success', err, 0);
+          done(err);
+          return;
+        }
+        // A counted failure (rare) goes through fire(): opossum counts it and decides whether to open.
+        cb.fire((_resolve, reject) => reject(err)).then(
+          () => done(err),
+          () => done(err),
+        );
+      },
+    );
   }
 
   /** Seconds until the circuit tries again, for Retry-After. */
