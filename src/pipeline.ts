@@ -1,9 +1,9 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { AuthResult, Identity } from './auth';
-import { errorBody, rawErrorResponse, sendError, type ErrorCode } from './core/errors';
+import { errorBody, rawErrorResponse, rawResponse, sendError, type ErrorCode } from './core/errors';
 import { normalizePath, pathForMatching, splitTarget } from './core/path';
 import { attachState, RequestState, stateOf } from './core/state';
 import { Exchange, type DispatchEvents } from './dispatch';
@@ -315,7 +315,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
         if (socket.destroyed) return;
         const decision = decide(req, state, r, table, query, result);
         if (isRefusal(decision)) {
-          socket.end(rawResponse(decision));
+          socket.end(rawResponse(decision.status, decision.headers, typeof decision.body === 'string' ? decision.body : decision.body.toString('utf8')));
           return;
         }
         upgrade(req, socket, head, state, r, table, query, decision);
@@ -359,13 +359,6 @@ function jsonRefusal(code: ErrorCode, requestId: string): Refusal {
 
 function isRefusal(x: Identity | undefined | Refusal): x is Refusal {
   return x !== undefined && (x as Refusal).status !== undefined;
-}
-
-function rawResponse(r: Refusal): string {
-  const body = typeof r.body === 'string' ? r.body : r.body.toString('utf8');
-  let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? ''}\r\n`;
-  for (let i = 0; i < r.headers.length; i += 2) head += `${r.headers[i]}: ${r.headers[i + 1]}\r\n`;
-  return `${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
 /** A browser navigation: Accept lists text/html before any JSON. */

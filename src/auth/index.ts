@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { cookieValue } from '../core/cookies';
 import type { AuthConfig } from '../config/schema';
 import { ForwardAuth, type AuthBreaker } from './forward';
 import type { AuthResult, Identity } from './identity';
@@ -114,15 +115,8 @@ function bearer(value: string | undefined): string | undefined {
 }
 
 function cookie(header: string | undefined, name: string): string | undefined {
-  if (header === undefined) return undefined;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) {
-      let v = part.slice(eq + 1).trim();
-      // RFC 6265 allows a cookie value in double quotes; the quotes are not part of the token.
-      if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
-      return v === '' ? undefined : v;
-    }
-  }
-  return undefined;
+  const v = cookieValue(header, name);
+  // RFC 6265 allows a cookie value in double quotes; the quotes are not part of the token.
+  if (v !== undefined && v.length >= 2 && v.startsWith('"') && v.endsWith('"')) return v.length === 2 ? undefined : v.slice(1, -1);
+  return v;
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CanaryConfig } from '../config/schema';
+import { cookieValue } from '../core/cookies';
 import { RollingWindow, type WindowStats } from './window';
 
 export type Side = 'primary' | 'canary';
@@ -175,13 +176,4 @@ export class CanaryState {
       health: { primary: this.primaryWindow.stats(), canary: this.canaryWindow.stats() } satisfies Record<Side, WindowStats>,
     };
   }
-}
-
-function cookieValue(header: string | undefined, name: string): string | undefined {
-  if (header === undefined) return undefined;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim() || undefined;
-  }
-  return undefined;
 }

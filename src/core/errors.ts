@@ -71,18 +71,12 @@ export function sendError(
 
 /** A raw HTTP/1.1 error for sockets that were never upgraded (WebSocket handshakes). */
 export function rawErrorResponse(code: ErrorCode, requestId: string, message?: string): string {
-  const { status } = ErrorCatalogue[code];
-  const body = errorBody(code, requestId, message);
-  return (
-    `HTTP/1.1 ${status} ${statusText(status)}\r\n` +
-    'content-type: application/json; charset=utf-8\r\n' +
-    `content-length: ${Buffer.byteLength(body)}\r\n` +
-    `x-request-id: ${requestId}\r\n` +
-    'connection: close\r\n\r\n' +
-    body
-  );
+  return rawResponse(ErrorCatalogue[code].status, ['content-type', 'application/json; charset=utf-8', 'x-request-id', requestId], errorBody(code, requestId, message));
 }
 
-function statusText(status: number): string {
-  return STATUS_CODES[status] ?? 'Error';
+/** A whole HTTP/1.1 response as text, for a socket no HTTP server writes to any more (upgrades); closes the connection. */
+export function rawResponse(status: number, headers: readonly string[], body: string): string {
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }

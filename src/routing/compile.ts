@@ -141,21 +141,25 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMa
 
 /** The path and query the upstream sees for a request that matched `route`. */
 export function upstreamPathFor(route: CompiledRoute, path: string, query: string): string {
-  let rest = route.stripLength === 0 ? path : path.slice(route.stripLength);
-  if (rest === '' || rest.charCodeAt(0) !== 0x2f) rest = '/' + rest;
-  if (route.basePath !== '') rest = rest === '/' ? route.basePath + '/' : route.basePath + rest;
-  return query === '' ? rest : rest + query;
+  return rewritePath(path, query, route.stripLength, route.basePath);
 }
 
 /** The path and query the canary side sees (canary.stripPrefix, the canary upstream's base path). */
 export function canaryPathFor(route: CompiledRoute, path: string, query: string): string {
-  return upstreamPathFor({ ...route, stripLength: route.canaryStripLength, basePath: route.canaryBasePath }, path, query);
+  return rewritePath(path, query, route.canaryStripLength, route.canaryBasePath);
 }
 
 /** The path and query the fallback upstream sees: the original path, under its own base path. */
 export function fallbackPathFor(route: CompiledRoute, path: string, query: string): string {
-  const p = route.fallbackBasePath === '' ? path : path === '/' ? route.fallbackBasePath + '/' : route.fallbackBasePath + path;
-  return query === '' ? p : p + query;
+  return rewritePath(path, query, 0, route.fallbackBasePath);
+}
+
+/** Removes `stripLength` characters of a prefix, puts `basePath` in front, appends the query. */
+function rewritePath(path: string, query: string, stripLength: number, basePath: string): string {
+  let rest = stripLength === 0 ? path : path.slice(stripLength);
+  if (rest === '' || rest.charCodeAt(0) !== 0x2f) rest = '/' + rest;
+  if (basePath !== '') rest = rest === '/' ? basePath + '/' : basePath + rest;
+  return query === '' ? rest : rest + query;
 }
 
 /** Host header value in matching form: lower-case, without port. */
