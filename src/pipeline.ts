@@ -267,6 +267,9 @@ export function createPipeline(host: PipelineHost): Pipeline {
       socket[kOpen] = [res];
       socket.once('close', onSocketClose);
     } else open.push(res);
+    // A pipelined request parsed after its connection died: nobody can receive the answer, and the
+    // socket's close has already run, so finish it here instead of starting upstream work.
+    if (socket.destroyed) return finish(res);
     if (host.draining) res.shouldKeepAlive = false;
     try {
       handle(req, res, state, query);
