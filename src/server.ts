@@ -88,7 +88,7 @@ export class Gateway implements PipelineHost, AdminControl {
     };
     this.deps = {
       log: this.log,
-      events: { breakerChanged: (upstream, _from, to) => metrics.breakerChanged(upstream, to), instanceEjected: () => undefined },
+      events: { breakerChanged: (upstream, _from, to) => metrics.breakerChanged(upstream, to) },
       onResponse: onUpstreamResponse,
       canaryEvents: {
         rolledBack: (route, details) => {

@@ -7,7 +7,6 @@ import { InstanceSet } from './resilience/instances';
 
 export interface UpstreamEvents {
   breakerChanged(upstream: string, from: BreakerState, to: BreakerState): void;
-  instanceEjected(upstream: string): void;
 }
 
 /**

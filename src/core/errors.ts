@@ -17,7 +17,6 @@ export const ErrorCatalogue = {
   UPSTREAM_SATURATED: { status: 503, message: 'The upstream service has too many requests in flight' },
   UPSTREAM_TIMEOUT: { status: 504, message: 'The upstream service did not answer in time' },
   UPSTREAM_ERROR: { status: 502, message: 'The upstream service failed' },
-  SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down' },
   INTERNAL: { status: 500, message: 'The gateway failed to handle the request' },
 } as const;
 
@@ -25,15 +24,6 @@ export type ErrorCode = keyof typeof ErrorCatalogue;
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; requestId: string };
-}
-
-export class GatewayError extends Error {
-  readonly status: number;
-  constructor(readonly code: ErrorCode, message?: string) {
-    super(message ?? ErrorCatalogue[code].message);
-    this.name = 'GatewayError';
-    this.status = ErrorCatalogue[code].status;
-  }
 }
 
 export function errorBody(code: ErrorCode, requestId: string, message?: string): string {
