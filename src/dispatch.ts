@@ -1,11 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import { sendError, type ErrorCode } from './core/errors';
 import { deadlines, type Deadline } from './core/deadlines';
 import { stateOf, type RequestState } from './core/state';
 import type { Logger } from './observability/logger';
 import { responseHeaders } from './proxy/headers';
-import { classifyError } from './proxy/upstream';
+import { bufferedBody, classifyError, relay } from './proxy/upstream';
 import { AttemptError } from './resilience/breaker';
 import type { Instance } from './resilience/instances';
 import type { CompiledRoute } from './routing/compile';
@@ -18,8 +17,6 @@ export interface DispatchEvents {
   retry(upstream: string): void;
   ejected(upstream: string): void;
 }
-
-const EMPTY: readonly Buffer[] = [];
 
 /**
  * One request's way to an upstream: the resilience step of the pipeline.
@@ -120,10 +117,13 @@ export class Exchange implements Deadline {
     state.timedOut = false;
     this.req.url = this.isFallback ? this.fallbackPath : this.upstreamPath;
     state.upstreamPath = this.req.url;
-    let body: Readable | undefined;
-    if (this.body !== undefined) body = Readable.from([this.body]);
-    else if (n > 1 && this.hasBody === false) body = Readable.from(EMPTY);
-    else if (this.hasBody) this.bodyStarted = true;
+    let body: Parameters<Upstream['transport']['send']>[3];
+    if (this.body !== undefined) body = bufferedBody(this.body);
+    else if (!this.hasBody) body = 'none';
+    else {
+      body = 'stream';
+      this.bodyStarted = true;
+    }
     const remaining = this.isFallback ? up.config.timeoutMs : Math.min(up.config.timeoutMs, this.deadline - performanceNow());
     up.breaker.attempt(
       (resolve, reject) => {
@@ -153,9 +153,7 @@ export class Exchange implements Deadline {
     if (this.isFallback) headers.push('X-Strangler-Fallback', this.upstream.name);
     if (state.extraResponseHeaders !== undefined) headers.push(...state.extraResponseHeaders);
     this.res.writeHead(status, proxyRes.statusMessage, headers);
-    proxyRes.once('close', onProxyResClose);
-    (proxyRes as IncomingMessage & { gatewayRes?: ServerResponse }).gatewayRes = this.res;
-    proxyRes.pipe(this.res);
+    relay(proxyRes, this.res);
     // The breaker judges the head only: a failure status counts, and the response still reaches the client.
     this.settleAttempt(this.upstream.config.breaker.failureStatuses.includes(status) ? new AttemptError('UPSTREAM_STATUS', true) : undefined);
   }
@@ -298,11 +296,6 @@ function performanceNow(): number {
   return performance.now();
 }
 
-
-/** The upstream cut the body short: the client must see a truncated response, not a hang. */
-function onProxyResClose(this: IncomingMessage): void {
-  if (!this.complete) (this as IncomingMessage & { gatewayRes?: ServerResponse }).gatewayRes?.destroy();
-}
 
 /** The transports' shared response handler: hands the head to the request's exchange. */
 export function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage): void {

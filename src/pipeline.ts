@@ -260,7 +260,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const [rawPath, query] = splitTarget(req.url ?? '/');
     const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, res, req.socket.bytesWritten);
     attachState(req, state);
-    res.once('close', onResponseClose);
+    res.on('close', onResponseClose);
     const socket = req.socket as SocketWithRequests;
     const open = socket[kOpen];
     if (open === undefined) {

@@ -1,4 +1,5 @@
-import { createHash, createSecretKey, type KeyObject } from 'node:crypto';
+import * as crypto from 'node:crypto';
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { JwtConfig } from '../config/schema';
 import { parseRoles, type AuthResult, type Identity } from './identity';
@@ -95,6 +96,9 @@ export class JwtVerifier {
   }
 }
 
+/** One-shot `crypto.hash` (Node >= 20.12) is about twice as fast as a Hash object for a token-sized input. */
+const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
+
 export function hash(value: string): string {
-  return createHash('sha256').update(value).digest('base64url');
+  return oneShot !== undefined ? oneShot('sha256', value, 'base64url') : crypto.createHash('sha256').update(value).digest('base64url');
 }

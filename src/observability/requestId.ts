@@ -1,11 +1,35 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 /** A client-sent id is kept when it is printable ASCII without spaces, at most 128 characters. */
 const SANE_ID = /^[\x21-\x7e]{1,128}$/;
 
+// Random bytes are drawn 4 KiB at a time: one request costs a hex encode and a few slices.
+const POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let poolOffset = POOL_BYTES;
+/** The last id made here and its 32 hex digits, so its traceparent needs no parsing. */
+let lastId = '';
+let lastHex = '';
+
+/** A random (version 4) UUID. */
+export function newRequestId(): string {
+  if (poolOffset + 16 > pool.length) {
+    pool = randomBytes(POOL_BYTES);
+    poolOffset = 0;
+  }
+  const o = poolOffset;
+  poolOffset += 16;
+  pool[o + 6] = (pool[o + 6]! & 0x0f) | 0x40;
+  pool[o + 8] = (pool[o + 8]! & 0x3f) | 0x80;
+  const hex = pool.toString('hex', o, o + 16);
+  lastHex = hex;
+  lastId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return lastId;
+}
+
 export function requestIdFrom(header: string | string[] | undefined): string {
   if (typeof header === 'string' && SANE_ID.test(header)) return header;
-  return randomUUID();
+  return newRequestId();
 }
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
@@ -37,8 +61,8 @@ let spanCounter = 0;
  * id and traces keyed by trace id line up.
  */
 export function newTraceparent(requestId: string): string {
-  let traceId = requestId.length === 36 ? uuidHex(requestId) : '';
-  if (!HEX32.test(traceId) || traceId === ZERO_TRACE) traceId = uuidHex(randomUUID());
+  let traceId = requestId === lastId ? lastHex : requestId.length === 36 ? uuidHex(requestId) : '';
+  if (traceId !== lastHex && (!HEX32.test(traceId) || traceId === ZERO_TRACE)) traceId = uuidHex(newRequestId());
   spanCounter = (spanCounter + 1) >>> 0;
   const span = spanPrefix + spanCounter.toString(16).padStart(8, '0');
   return `00-${traceId}-${span}-01`;
