@@ -7,6 +7,7 @@ import { errorBody, rawErrorResponse, rawResponse, sendError, type ErrorCode } f
 import { normalizePath, pathForMatching, splitTarget } from './core/path';
 import { attachState, RequestState, stateOf } from './core/state';
 import { Exchange, type DispatchEvents } from './dispatch';
+import type { AccessLog } from './observability/accessLog';
 import type { Logger } from './observability/logger';
 import type { GatewayMetrics } from './observability/metrics';
 import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
@@ -21,7 +22,7 @@ export interface PipelineHost {
   /** The table serving now; read once per request. */
   readonly table: ActiveTable;
   readonly log: Logger;
-  readonly accessLog: Logger | null;
+  readonly accessLog: AccessLog | null;
   readonly draining: boolean;
   readonly metrics: GatewayMetrics | undefined;
   readonly dispatchEvents: DispatchEvents;
@@ -100,27 +101,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
     }
     const access = host.accessLog;
     if (access === null) return;
-    access.info(
-      {
-        reqId: state.id,
-        method: state.method,
-        path: state.path,
-        route: state.route,
-        upstream: state.upstream,
-        status: res.statusCode,
-        durationMs: Math.round(ms * 100) / 100,
-        bytes: res.req.socket.bytesWritten - state.socketBytesAtStart,
-        aborted,
-        error: state.errorCode,
-        user: state.userId,
-        auth: state.authFailure,
-        canary: state.canarySide,
-        canaryReason: state.canaryReason,
-        fallback: state.fellBack || undefined,
-        client: res.req.socket.remoteAddress,
-      },
-      'request',
-    );
+    const socket = res.req.socket;
+    access.request(state, { status: res.statusCode, durationMs: ms, bytes: socket.bytesWritten - state.socketBytesAtStart, aborted, client: socket.remoteAddress });
   }
 
   function reject(res: ServerResponse, state: RequestState, code: ErrorCode): void {
@@ -258,7 +240,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     host.requestStarted();
     const [rawPath, query] = splitTarget(req.url ?? '/');
-    const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, res, req.socket.bytesWritten);
+    const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, res, host.accessLog === null ? 0 : req.socket.bytesWritten);
     attachState(req, state);
     res.on('close', onResponseClose);
     const socket = req.socket as SocketWithRequests;

@@ -5,6 +5,7 @@ import { createAdminApp, type AdminControl, type CandidateCheck, type ReloadErro
 import type { LoadedTable } from './config/load';
 import { formatProblem, type ConfigProblem } from './config/problem';
 import { TableWatcher } from './config/watch';
+import type { AccessLog } from './observability/accessLog';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
 import { GatewayMetrics } from './observability/metrics';
 import { createPipeline, type PipelineHost } from './pipeline';
@@ -54,7 +55,7 @@ export class Gateway implements PipelineHost, AdminControl {
   private loaded: LoadedTable;
   private reloads: Promise<unknown> = Promise.resolve();
   readonly log: Logger;
-  readonly accessLog: Logger | null;
+  readonly accessLog: AccessLog | null;
   private readonly loggers: Loggers;
   private readonly server: Server;
   private inFlight = 0;

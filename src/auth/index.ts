@@ -64,7 +64,7 @@ export class Authenticator {
     const h = req.headers;
     if (this.jwt !== undefined) {
       const token = bearer(h.authorization) ?? (this.cookieName ? cookie(h.cookie, this.cookieName) : undefined);
-      if (token !== undefined) return this.jwt.cached(token) ?? this.jwt.verify(token);
+      if (token !== undefined) return this.jwt.cached(token, req.socket) ?? this.jwt.verify(token);
     }
     if (this.forward !== undefined) {
       if (h.cookie === undefined && h.authorization === undefined) return MISSING;

@@ -7,10 +7,27 @@ import { KeySet } from './jwks';
 import { Lru } from './lru';
 
 interface CachedToken {
-  identity: Identity;
+  /** The answer, built once: `{ ok: true, identity }`. */
+  result: AuthResult;
   /** ms epoch after which the cached verification no longer holds. */
   until: number;
 }
+
+const EXPIRED: AuthResult = { ok: false, reason: 'expired' };
+
+/**
+ * The last token verified on a keep-alive connection. A browser sends the same
+ * token on every request of a connection, so comparing the string finds the
+ * answer without hashing it; the token is held only as long as the client's own
+ * connection, never in the shared cache.
+ */
+const kLast = Symbol('strangler.lastToken');
+interface ConnectionMemo {
+  verifier: JwtVerifier;
+  token: string;
+  entry: CachedToken;
+}
+type MemoSocket = { [kLast]?: ConnectionMemo };
 
 /**
  * Verifies portal session tokens. Algorithms are pinned per key type: HS256
@@ -43,12 +60,21 @@ export class JwtVerifier {
     this.keys?.stop();
   }
 
-  /** Cached answer for a token, synchronously; undefined when it must be verified. */
-  cached(token: string): AuthResult | undefined {
-    const hit = this.cache.get(hash(token));
-    if (hit === undefined) return undefined;
-    if (hit.until <= Date.now()) return { ok: false, reason: 'expired' };
-    return { ok: true, identity: hit.identity };
+  /**
+   * Cached answer for a token, synchronously; undefined when it must be
+   * verified. `connection` (the client's socket) remembers the last token seen on it.
+   */
+  cached(token: string, connection?: object): AuthResult | undefined {
+    const memo = (connection as MemoSocket | undefined)?.[kLast];
+    let hit: CachedToken | undefined;
+    if (memo !== undefined && memo.token === token && memo.verifier === this) hit = memo.entry;
+    else {
+      hit = this.cache.get(hash(token));
+      if (hit === undefined) return undefined;
+      if (connection !== undefined) (connection as MemoSocket)[kLast] = { verifier: this, token, entry: hit };
+    }
+    if (hit.until <= Date.now()) return EXPIRED;
+    return hit.result;
   }
 
   async verify(token: string): Promise<AuthResult> {
@@ -78,8 +104,9 @@ export class JwtVerifier {
       });
       const identity = this.identityOf(payload);
       if (identity === undefined) return { ok: false, reason: 'invalid', detail: `claim ${this.cfg.claims.userId} missing` };
-      this.cache.set(hash(token), { identity, until: payload.exp! * 1000 + this.cfg.clockToleranceSec * 1000 });
-      return { ok: true, identity };
+      const result: AuthResult = { ok: true, identity };
+      this.cache.set(hash(token), { result, until: payload.exp! * 1000 + this.cfg.clockToleranceSec * 1000 });
+      return result;
     } catch (err) {
       if (err instanceof errors.JWTExpired) return { ok: false, reason: 'expired' };
       if (err instanceof errors.JWKSNoMatchingKey) return { ok: false, reason: 'invalid', detail: 'unknown signing key' };
