@@ -282,6 +282,41 @@ routes: [ { name: all, path: /, upstream: app } ]
     }
   });
 
+  test('a pooled connection idle for idleTimeoutMs is closed by the gateway; a busy one is kept', async () => {
+    const closedAt: number[] = [];
+    const ports: number[] = [];
+    const up = await startUpstream((req, res) => {
+      ports.push(req.socket.remotePort!);
+      res.end('ok');
+    });
+    up.server.on('connection', (s) => s.on('close', () => closedAt.push(Date.now())));
+    const gw = await startGateway(`
+upstreams: { app: { url: ${up.url}, idleTimeoutMs: 400 } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+    try {
+      // In use every 100 ms for a second: never idle long enough to be closed.
+      for (let i = 0; i < 10; i++) {
+        await send(gw.port, `/busy${i}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(new Set(ports).size).toBe(1);
+      expect(closedAt).toHaveLength(0);
+      const lastUse = Date.now();
+      await until(() => closedAt.length === 1, 3000);
+      const idleMs = closedAt[0]! - lastUse;
+      // Closed before the timeout is reached (never after), and not long before it.
+      expect(idleMs).toBeLessThan(400);
+      expect(idleMs).toBeGreaterThanOrEqual(100);
+      // The next request opens a new connection and is served.
+      expect((await send(gw.port, '/after')).status).toBe(200);
+      expect(new Set(ports).size).toBe(2);
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+
   test('credentials sent by the client never appear in the logs', async () => {
     const up = await startUpstream((_req, res) => {
       res.setHeader('set-cookie', 'session=upstream-cookie-value');

@@ -62,7 +62,6 @@ export class UpstreamTransport {
       scheduling: 'lifo' as const,
     };
     this.agent = https ? new HttpsAgent(agentOptions) : new Agent(agentOptions);
-    this.agent.on('free', markIdle);
     registerPool(this);
     const make = (u: string, body: BodySource | undefined): httpProxy => {
       const url = new URL(u);
@@ -126,11 +125,25 @@ export class UpstreamTransport {
     this.agent.destroy();
   }
 
-  /** Closes pooled connections idle since before `cutoff` (ms epoch), before the upstream's own keep-alive timeout can race a reuse. */
-  closeIdle(cutoff: number): void {
+  /**
+   * Closes pooled connections that may have been idle for `idleTimeoutMs` by
+   * the next sweep, so the upstream's own keep-alive timeout never races a reuse.
+   * Nothing is recorded per request: a sweep notes each pooled socket's
+   * `bytesRead`, and a socket whose count has not moved since a sweep has been
+   * idle at least since the sweep before it.
+   */
+  closeIdle(now: number, previousSweep: number, every: number): void {
     const free = this.agent.freeSockets;
+    const limit = this.config.idleTimeoutMs;
     for (const key in free) {
-      for (const s of free[key] ?? []) if (((s as IdleSocket)[kIdleSince] ?? 0) <= cutoff) s.destroy();
+      for (const s of free[key] ?? []) {
+        const socket = s as IdleSocket;
+        if (socket[kSeenBytes] !== socket.bytesRead) {
+          socket[kSeenBytes] = socket.bytesRead;
+          socket[kIdleSince] = previousSweep;
+        }
+        if (now + every - socket[kIdleSince]! >= limit) socket.destroy();
+      }
     }
   }
 
@@ -155,12 +168,8 @@ export class UpstreamTransport {
 }
 
 const kIdleSince = Symbol('strangler.idleSince');
-type IdleSocket = Duplex & { [kIdleSince]?: number };
-
-/** The agent's `free` event: the socket went back to the pool. */
-function markIdle(socket: IdleSocket): void {
-  socket[kIdleSince] = Date.now();
-}
+const kSeenBytes = Symbol('strangler.seenBytes');
+type IdleSocket = Duplex & { bytesRead: number; [kIdleSince]?: number; [kSeenBytes]?: number };
 
 /**
  * One sweeper for every pool: every quarter of the shortest idle timeout (at
@@ -169,6 +178,7 @@ function markIdle(socket: IdleSocket): void {
 const idlePools = new Set<UpstreamTransport>();
 let sweeper: NodeJS.Timeout | undefined;
 let sweepEveryMs = 0;
+let lastSweep = 0;
 
 function registerPool(p: UpstreamTransport): void {
   idlePools.add(p);
@@ -188,14 +198,16 @@ function scheduleSweeper(): void {
   sweeper = undefined;
   sweepEveryMs = every;
   if (every === 0) return;
+  lastSweep = Date.now();
   sweeper = setInterval(sweepIdle, every);
   sweeper.unref();
 }
 
 function sweepIdle(): void {
   const now = Date.now();
-  // A connection is closed a sweep early rather than late: never after the timeout.
-  for (const p of idlePools) p.closeIdle(now - p.config.idleTimeoutMs + sweepEveryMs);
+  // A connection is closed up to a sweep early rather than late: never after its timeout.
+  for (const p of idlePools) p.closeIdle(now, lastSweep, sweepEveryMs);
+  lastSweep = now;
 }
 
 const kSink = Symbol('strangler.sink');
