@@ -1,13 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createAdminApp, type AdminControl, type CandidateCheck, type ReloadError, type ReloadOutcome } from './admin/app';
+import type { AdminControl, CandidateCheck, ReloadError, ReloadOutcome } from './admin/app';
 import type { LoadedTable } from './config/load';
 import { formatProblem, type ConfigProblem } from './config/problem';
 import { TableWatcher } from './config/watch';
 import type { AccessLog } from './observability/accessLog';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
-import { GatewayMetrics } from './observability/metrics';
+import type { GatewayMetrics } from './observability/metrics';
 import { createPipeline, type PipelineHost } from './pipeline';
 import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
@@ -46,7 +46,8 @@ export class Gateway implements PipelineHost, AdminControl {
   table: ActiveTable;
   draining = false;
   lastReloadError: ReloadError | undefined;
-  readonly metrics: GatewayMetrics;
+  /** Only with an admin port, the one place metrics can be read. */
+  readonly metrics: GatewayMetrics | undefined;
   private admin: Server | undefined;
   readonly dispatchEvents: DispatchEvents;
   private readonly deps: TableDeps;
@@ -74,7 +75,8 @@ export class Gateway implements PipelineHost, AdminControl {
     this.loggers = createLoggers(logConfig, options.logOutputs);
     this.log = this.loggers.root;
     this.accessLog = this.loggers.access;
-    this.metrics = new GatewayMetrics(
+    // Metrics are read on the admin port: without one, none are kept and prom-client is never loaded.
+    this.metrics = loaded.config.admin === undefined ? undefined : new (loadMetrics().GatewayMetrics)(
       () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, open: u.transport.openConnections() })),
       () => this.inFlight,
       () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, state: u.breaker.state })),
@@ -83,17 +85,17 @@ export class Gateway implements PipelineHost, AdminControl {
     const metrics = this.metrics;
     this.dispatchEvents = {
       log: this.log,
-      fallback: (route, from, to, reason) => metrics.fallback(route, from, to, reason),
-      retry: (upstream) => metrics.retry(upstream),
-      ejected: (upstream) => metrics.ejected(upstream),
+      fallback: (route, from, to, reason) => metrics?.fallback(route, from, to, reason),
+      retry: (upstream) => metrics?.retry(upstream),
+      ejected: (upstream) => metrics?.ejected(upstream),
     };
     this.deps = {
       log: this.log,
-      events: { breakerChanged: (upstream, _from, to) => metrics.breakerChanged(upstream, to) },
+      events: { breakerChanged: (upstream, _from, to) => metrics?.breakerChanged(upstream, to) },
       onResponse: onUpstreamResponse,
       canaryEvents: {
         rolledBack: (route, details) => {
-          metrics.canaryRolledBack(route);
+          metrics?.canaryRolledBack(route);
           this.log.warn({ route, ...details }, `canary of route ${route} rolled back: all its users go to the primary`);
         },
         stepped: (route, percent) => this.log.info({ route, percent }, `canary of route ${route} ramped to ${percent}%`),
@@ -106,7 +108,7 @@ export class Gateway implements PipelineHost, AdminControl {
           : undefined,
     };
     this.table = activate(loaded, this.deps);
-    this.metrics.activeVersion(loaded.version);
+    this.metrics?.activeVersion(loaded.version);
     const s = loaded.config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
@@ -143,6 +145,8 @@ export class Gateway implements PipelineHost, AdminControl {
   private async listenAdmin(): Promise<void> {
     const cfg = this.table.config.admin;
     if (!cfg) return;
+    // The admin app (koa) is loaded only when the table asks for an admin port.
+    const { createAdminApp } = await import('./admin/app');
     const admin = createServer(createAdminApp(this).callback());
     this.admin = admin;
     await new Promise<void>((resolve, reject) => {
@@ -187,13 +191,13 @@ export class Gateway implements PipelineHost, AdminControl {
     if (this.draining) return { outcome: 'unchanged', version: current.version };
     if (!result.ok) {
       this.lastReloadError = { at: new Date().toISOString(), trigger, problems: result.problems };
-      this.metrics.reload('failed');
+      this.metrics?.reload('failed');
       this.log.error({ trigger, version: current.version, problems: result.problems.map(formatProblem) }, `route table rejected, still serving version ${current.version}`);
       return { outcome: 'failed', version: current.version, problems: result.problems };
     }
     this.lastReloadError = undefined;
     if (result.table.version === current.version) {
-      this.metrics.reload('unchanged');
+      this.metrics?.reload('unchanged');
       this.log.debug({ trigger, version: current.version }, 'route table unchanged');
       return { outcome: 'unchanged', version: current.version };
     }
@@ -201,9 +205,9 @@ export class Gateway implements PipelineHost, AdminControl {
     const changes = result.changes ?? [];
     this.table = next;
     this.loaded = result.table;
-    this.metrics.tableChanged();
-    this.metrics.activeVersion(next.version);
-    this.metrics.reload('applied');
+    this.metrics?.tableChanged();
+    this.metrics?.activeVersion(next.version);
+    this.metrics?.reload('applied');
     for (const upstream of retiredUpstreams(current, next)) upstream.retire();
     if (current.auth !== next.auth) current.auth?.stop();
     this.log.info({ trigger, version: next.version, previousVersion: current.version, changes, durationMs: Math.round((performance.now() - started) * 10) / 10 }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
@@ -315,4 +319,8 @@ export class Gateway implements PipelineHost, AdminControl {
     this.log.info('stopped');
     this.loggers.flush();
   }
+}
+
+function loadMetrics(): typeof import('./observability/metrics') {
+  return require('./observability/metrics') as typeof import('./observability/metrics');
 }

@@ -40,7 +40,8 @@ export class TableLoader {
   private start(): Worker | undefined {
     if (this.worker !== undefined || this.closed || !existsSync(this.file)) return this.worker;
     try {
-      const w = new Worker(this.file);
+      // A small young generation: parsing a table is a burst of short-lived objects, and this isolate's heap adds to the gateway's memory peak.
+      const w = new Worker(this.file, { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       w.unref();
       w.on('message', (r: LoadResponse) => {
         this.pending.get(r.id)?.(r);

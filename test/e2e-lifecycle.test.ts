@@ -1,4 +1,7 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { spawnGateway } from './helpers/process';
@@ -154,5 +157,48 @@ routes: [ { name: all, path: /, upstream: none } ]
       gw.child.kill('SIGTERM');
       expect(await gw.exited).toBe(0);
     }
+  });
+});
+
+describe('what the running gateway loads', () => {
+  const preload = join(__dirname, 'helpers', 'loadedPackages.js');
+
+  async function loadedPackages(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<string[]> {
+    const out = join(mkdtempSync(join(tmpdir(), 'strangler-loaded-')), 'packages.txt');
+    const gw = await spawnGateway(writeTable(yaml), { LOADED_PACKAGES_FILE: out, ...env }, ['-r', preload]);
+    try {
+      expect((await send(gw.port, '/_gw/health')).status).toBe(200);
+      gw.child.kill('SIGUSR2');
+      await until(() => existsSync(out), 5000);
+      return readFileSync(out, 'utf8').trim().split('\n');
+    } finally {
+      gw.child.kill('SIGTERM');
+      await gw.exited;
+    }
+  }
+
+  test('a table without admin or auth: no YAML parser, schema library, admin app, metrics library or JWT library', async () => {
+    const loaded = await loadedPackages(`
+server: { healthPath: /_gw/health }
+upstreams: { none: { url: http://127.0.0.1:9 } }
+routes: [ { name: all, path: /, upstream: none } ]
+`);
+    expect(loaded).toEqual(expect.arrayContaining(['http-proxy', 'opossum', 'pino']));
+    for (const name of ['yaml', 'zod', 'koa', 'koa-router', 'prom-client', 'jose']) expect(loaded).not.toContain(name);
+  });
+
+  test('admin and JWT auth load what they need, and tables are still parsed off the main thread', async () => {
+    const loaded = await loadedPackages(
+      `
+server: { healthPath: /_gw/health }
+admin: { port: 0 }
+auth: { jwt: { secret: "\${JWT_SECRET}" } }
+upstreams: { none: { url: http://127.0.0.1:9 } }
+routes: [ { name: all, path: /, upstream: none, auth: required } ]
+`,
+      { JWT_SECRET: 'a-test-secret-of-at-least-32-bytes!!' },
+    );
+    expect(loaded).toEqual(expect.arrayContaining(['koa', 'koa-router', 'prom-client', 'jose']));
+    for (const name of ['yaml', 'zod']) expect(loaded).not.toContain(name);
   });
 });

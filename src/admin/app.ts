@@ -25,7 +25,8 @@ export interface AdminControl {
   readonly table: ActiveTable;
   readonly lastReloadError: ReloadError | undefined;
   readonly draining: boolean;
-  readonly metrics: GatewayMetrics;
+  /** Present whenever the admin API runs. */
+  readonly metrics: GatewayMetrics | undefined;
   reload(trigger: string): Promise<ReloadOutcome>;
   checkCandidate(yaml: string): Promise<CandidateCheck>;
   upstreamStates(): Array<Record<string, unknown>>;
@@ -199,8 +200,13 @@ export function createAdminApp(control: AdminControl): Koa {
   });
 
   router.get('/metrics', requireToken, async (ctx) => {
-    ctx.type = control.metrics.registry.contentType;
-    ctx.body = await control.metrics.text();
+    const metrics = control.metrics;
+    if (metrics === undefined) {
+      ctx.status = 404;
+      return;
+    }
+    ctx.type = metrics.registry.contentType;
+    ctx.body = await metrics.text();
   });
 
   app.use(router.routes());

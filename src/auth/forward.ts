@@ -2,7 +2,7 @@ import { Agent, request, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { ForwardAuthConfig } from '../config/schema';
 import { parseRoles, type AuthResult } from './identity';
-import { hash } from './jwt';
+import { hash } from './credentialHash';
 import { Lru } from './lru';
 
 /** The breaker protecting the auth endpoint (made by the caller: auth does not import resilience). */

@@ -4,7 +4,7 @@ import type { AuthConfig } from '../config/schema';
 import { ForwardAuth, type AuthBreaker } from './forward';
 import type { AuthResult, Identity } from './identity';
 import { InternalTokens } from './internalToken';
-import { JwtVerifier } from './jwt';
+import type { JwtVerifier } from './jwt';
 
 export type { AuthResult, Identity } from './identity';
 export type { AuthBreaker } from './forward';
@@ -32,7 +32,8 @@ export class Authenticator {
     forwardBreaker: AuthBreaker | undefined,
     onKeyError?: (message: string, haveKeys: boolean) => void,
   ) {
-    this.jwt = config.jwt ? new JwtVerifier(config.jwt, onKeyError) : undefined;
+    // The JWT library is loaded only when tokens are configured.
+    this.jwt = config.jwt ? new (loadJwt().JwtVerifier)(config.jwt, onKeyError) : undefined;
     this.forward = config.forward && forwardBreaker ? new ForwardAuth(config.forward, config.identityHeaders, forwardBreaker) : undefined;
     const it = config.internalToken;
     this.internal = it.enabled ? new InternalTokens(it) : undefined;
@@ -84,6 +85,10 @@ export class Authenticator {
     if (identity.roles.length) h[this.rolesHeader] = value(identity.roles.join(','));
     if (this.internal) h[this.internalHeader] = this.internalHeader === 'authorization' ? `Bearer ${this.internal.tokenFor(identity)}` : this.internal.tokenFor(identity);
   }
+}
+
+function loadJwt(): typeof import('./jwt') {
+  return require('./jwt') as typeof import('./jwt');
 }
 
 const HEADER_SAFE = /^[\x20-\x7e]*$/;

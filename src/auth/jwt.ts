@@ -1,9 +1,9 @@
-import * as crypto from 'node:crypto';
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { JwtConfig } from '../config/schema';
 import { parseRoles, type AuthResult, type Identity } from './identity';
 import { KeySet } from './jwks';
+import { hash } from './credentialHash';
 import { Lru } from './lru';
 
 interface CachedToken {
@@ -121,11 +121,4 @@ export class JwtVerifier {
     const email = p[c.email];
     return { userId: String(userId), email: typeof email === 'string' ? email : undefined, roles: parseRoles(p[c.roles]), source: 'jwt', copied: undefined };
   }
-}
-
-/** One-shot `crypto.hash` (Node >= 20.12) is about twice as fast as a Hash object for a token-sized input. */
-const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
-
-export function hash(value: string): string {
-  return oneShot !== undefined ? oneShot('sha256', value, 'base64url') : crypto.createHash('sha256').update(value).digest('base64url');
 }

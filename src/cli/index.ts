@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { formatProblem, loadTableFile } from '../config/load';
-import { diffTables, summarize } from '../routing/diff';
-import { explain } from '../routing/explain';
-import { runGateway } from './start';
+
+// Each command loads only what it uses: `start` never loads the YAML parser or
+// the schema library on the gateway's thread (tables are read on a worker), so
+// they take no memory in the running gateway.
 
 const USAGE = `Usage:
   strangler start [--config FILE]            run the gateway (default ./routes.yaml, or $STRANGLER_CONFIG)
@@ -22,7 +22,8 @@ function configPath(flag: string | undefined): string {
   return flag ?? process.env.STRANGLER_CONFIG ?? 'routes.yaml';
 }
 
-function validate(args: string[]): void {
+async function validate(args: string[]): Promise<void> {
+  const { formatProblem, loadTableFile } = await import('../config/load');
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' } } });
   const file = positionals[0] ?? values.config;
   if (!file) fail(`strangler validate: which file?\n\n${USAGE}`);
@@ -35,7 +36,9 @@ function validate(args: string[]): void {
   process.exitCode = 1;
 }
 
-function explainCommand(args: string[]): void {
+async function explainCommand(args: string[]): Promise<void> {
+  const { formatProblem, loadTableFile } = await import('../config/load');
+  const { explain } = await import('../routing/explain');
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
@@ -58,7 +61,9 @@ function explainCommand(args: string[]): void {
   process.stdout.write(JSON.stringify(explain(result.table.config, method, target, headers, undefined, values.user), null, 2) + '\n');
 }
 
-function diff(args: string[]): void {
+async function diff(args: string[]): Promise<void> {
+  const { formatProblem, loadTableFile } = await import('../config/load');
+  const { diffTables, summarize } = await import('../routing/diff');
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
   const [oldFile, newFile] = positionals;
   if (!oldFile || !newFile) fail(`strangler diff: OLD and NEW files are required\n\n${USAGE}`);
@@ -74,35 +79,15 @@ function diff(args: string[]): void {
   process.stdout.write(lines.length ? lines.join('\n') + '\n' : 'no changes\n');
 }
 
-function start(args: string[]): void {
+async function start(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
-  runGateway(configPath(values.config)).catch((err: Error) => fail(err.message, 1));
+  const { runGateway } = await import('./start');
+  await runGateway(configPath(values.config)).catch((err: Error) => fail(err.message, 1));
 }
 
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { start, validate, explain: explainCommand, diff };
+
 const [command, ...rest] = process.argv.slice(2);
-try {
-  switch (command) {
-    case 'start':
-      start(rest);
-      break;
-    case 'validate':
-      validate(rest);
-      break;
-    case 'explain':
-      explainCommand(rest);
-      break;
-    case 'diff':
-      diff(rest);
-      break;
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      break;
-    default:
-      fail(`strangler: unknown command "${command}"\n\n${USAGE}`);
-  }
-} catch (err) {
-  fail(`strangler: ${(err as Error).message}`);
-}
+if (command === undefined || command === 'help' || command === '--help' || command === '-h') process.stdout.write(USAGE);
+else if (!Object.hasOwn(COMMANDS, command)) fail(`strangler: unknown command "${command}"\n\n${USAGE}`);
+else COMMANDS[command]!(rest).catch((err: Error) => fail(`strangler: ${err.message}`));

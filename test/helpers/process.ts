@@ -14,8 +14,8 @@ export interface GatewayProcess {
 }
 
 /** Runs `strangler start` as a real process on an ephemeral port; resolves once it listens. */
-export function spawnGateway(configPath: string, env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CLI, 'start', '--config', configPath], {
+export function spawnGateway(configPath: string, env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '--config', configPath], {
     env: { PATH: process.env.PATH, PORT: '0', NODE_ENV: 'production', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
