@@ -3,7 +3,7 @@
  * on one machine, in one run. Loopback only; every process it starts is
  * stopped; a few minutes at most.
  *
- *   node dist/bench/run.js [--rounds 3] [--duration 5] [--connections 50] [--quick]
+ *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick]
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -22,6 +22,8 @@ const quick = args.includes('--quick');
 const ROUNDS = opt('rounds', quick ? 1 : 3);
 const DURATION = opt('duration', quick ? 2 : 5);
 const CONNECTIONS = opt('connections', 50);
+/** JIT compilation, connection pools and the young generation settle before the measured window. */
+const WARMUP = opt('warmup', quick ? 2 : 5);
 const ROOT = join(__dirname, '..', '..');
 const DIST = join(ROOT, 'dist');
 const WORK = mkdtempSync(join(tmpdir(), 'strangler-bench-'));
@@ -33,6 +35,17 @@ const NGINX = ['nginx', '/usr/sbin/nginx'].find((c) => spawnSync(c, ['-v']).stat
 /** The proxy under test on core 0; load generator and upstream on core 1. */
 const PROXY_CPU = '0';
 const LOAD_CPU = '1';
+
+/**
+ * Strangler is measured the way it ships: with the Node flags of `npm start`
+ * (the Dockerfile uses the same; a test keeps them equal).
+ */
+const START_FLAGS: string[] = (() => {
+  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start ?? '';
+  const m = /^node((?: --\S+)*) dist\/src\/cli\/index\.js start$/.exec(start);
+  if (!m) throw new Error(`package.json "start" is not "node [--flags] dist/src/cli/index.js start": ${start}`);
+  return m[1]!.trim().split(' ').filter(Boolean);
+})();
 
 const children = new Set<ChildProcess>();
 function cleanup(): void {
@@ -113,6 +126,21 @@ interface Sample {
   p50: number;
   p99: number;
   rssMb: number;
+  /** CPU time (user + system, all threads) of the proxy per request in the measured window, in µs. */
+  cpuUs: number;
+}
+
+/** CPU time used so far by a process and its child processes (nginx's workers), all threads, in µs; NaN where /proc is missing. */
+function cpuTimeUs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime, in clock ticks (100 per second on Linux).
+    let us = (Number(fields[11]) + Number(fields[12])) * 10_000;
+    for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean)) us += cpuTimeUs(Number(child));
+    return us;
+  } catch {
+    return NaN;
+  }
 }
 
 const LUA = join(WORK, 'cookie.lua');
@@ -129,25 +157,26 @@ function parseWrkMs(s: string): number {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-async function load(url: string, headers: Record<string, string>, randomCookie: boolean, seconds: number): Promise<Omit<Sample, 'rssMb'>> {
+async function load(url: string, headers: Record<string, string>, randomCookie: boolean, seconds: number): Promise<Omit<Sample, 'rssMb' | 'cpuUs'> & { requests: number }> {
   if (HAS_WRK) {
     const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
     const lua = randomCookie ? ['-s', LUA] : [];
     const [c, a] = pinned(LOAD_CPU, 'wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...hdr, ...lua, url]);
     const out = await run(c, a);
     const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)![1]);
+    const requests = Number(/(\d+) requests in/.exec(out)![1]);
     const p50 = parseWrkMs(/\s50%\s+(\S+)/.exec(out)![1]!);
     const p99 = parseWrkMs(/\s99%\s+(\S+)/.exec(out)![1]!);
     const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out);
     if (errors) throw new Error(`${url}: ${errors[1]} non-2xx responses\n${out}`);
-    return { rps, p50, p99 };
+    return { rps, p50, p99, requests };
   }
   const bin = require.resolve('autocannon/autocannon.js');
   const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]);
   const [c, a] = pinned(LOAD_CPU, process.execPath, [bin, '-j', '-c', String(CONNECTIONS), '-d', String(seconds), ...hdr, url]);
-  const j = JSON.parse(await run(c, a)) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number };
+  const j = JSON.parse(await run(c, a)) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number };
   if (j.non2xx) throw new Error(`${url}: ${j.non2xx} non-2xx responses`);
-  return { rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99 };
+  return { rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, requests: j.requests.total };
 }
 
 function run(cmd: string, argv: string[]): Promise<string> {
@@ -219,7 +248,7 @@ async function strangler(yaml: string, readyPath: string, readyHeaders: Record<s
   const port = await freePort();
   const file = join(WORK, `routes-${port}.yaml`);
   writeFileSync(file, yaml);
-  const child = start(PROXY_CPU, process.execPath, [join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file], { PORT: String(port), NODE_ENV: 'production', JWT_SECRET: SECRET });
+  const child = start(PROXY_CPU, process.execPath, [...START_FLAGS, join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file], { PORT: String(port), NODE_ENV: 'production', JWT_SECRET: SECRET });
   await waitReady(port, readyPath, readyHeaders);
   return { port, child };
 }
@@ -261,6 +290,16 @@ function scenarios(withNginx: boolean): Scenario[] {
         return { port, child };
       },
     },
+    {
+      name: 'bare http-proxy, Strangler\'s Node flags',
+      path: '/api/hello',
+      start: async (up) => {
+        const port = await freePort();
+        const child = start(PROXY_CPU, process.execPath, [...START_FLAGS, join(DIST, 'bench', 'bare-proxy.js'), String(port), `http://127.0.0.1:${up}`]);
+        await waitReady(port, '/api/hello');
+        return { port, child };
+      },
+    },
     { name: 'Strangler minimal', path: '/api/hello', start: (up) => strangler(minimalYaml(up), '/api/hello') },
     {
       name: 'Strangler full',
@@ -295,6 +334,14 @@ http { access_log off; upstream app { server 127.0.0.1:${up}; keepalive 64; }
   return list;
 }
 
+function cpuModel(): string {
+  try {
+    return /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown CPU';
+  } catch {
+    return 'unknown CPU';
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -305,9 +352,11 @@ async function measure(s: Scenario, upstreamPort: number, seconds: number): Prom
   const { port, child } = await s.start(upstreamPort);
   try {
     const url = `http://127.0.0.1:${port}${s.path}`;
-    await load(url, s.headers ?? {}, s.randomCookie ?? false, 1); // warm-up (JIT, pools)
+    await load(url, s.headers ?? {}, s.randomCookie ?? false, WARMUP);
+    const cpu0 = child ? cpuTimeUs(child.pid!) : NaN;
     const r = await load(url, s.headers ?? {}, s.randomCookie ?? false, seconds);
-    return { ...r, rssMb: child ? peakRssMb(child.pid!) : NaN };
+    const cpuUs = child ? (cpuTimeUs(child.pid!) - cpu0) / r.requests : NaN;
+    return { rps: r.rps, p50: r.p50, p99: r.p99, cpuUs, rssMb: child ? peakRssMb(child.pid!) : NaN };
   } finally {
     if (child) await stop(child);
   }
@@ -326,7 +375,7 @@ async function scaleChecks(upstreamPort: number): Promise<Record<string, number>
     ] as const) {
       const { port, child } = await strangler(minimalYaml(upstreamPort, n), '/api/hello');
       try {
-        await load(`http://127.0.0.1:${port}/api/hello`, {}, false, 1);
+        await load(`http://127.0.0.1:${port}/api/hello`, {}, false, WARMUP);
         into.push((await load(`http://127.0.0.1:${port}/api/hello`, {}, false, DURATION)).rps);
       } finally {
         await stop(child);
@@ -347,7 +396,7 @@ ${routes(n, '/api/hello')}
 `;
   writeFileSync(file, table(10_000, 'a'));
   const port = await freePort();
-  const child = start(PROXY_CPU, process.execPath, [join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file], { PORT: String(port), NODE_ENV: 'production' });
+  const child = start(PROXY_CPU, process.execPath, [...START_FLAGS, join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file], { PORT: String(port), NODE_ENV: 'production' });
   try {
     await waitReady(port, '/api/hello');
     const traffic = load(`http://127.0.0.1:${port}/api/hello`, {}, false, 4);
@@ -376,43 +425,64 @@ async function main(): Promise<void> {
   const samples = new Map<string, Sample[]>(list.map((s) => [s.name, []]));
   process.stdout.write(
     `Strangler benchmark: ${ROUNDS} round(s) x ${DURATION}s, ${CONNECTIONS} connections, load generator ${HAS_WRK ? 'wrk' : 'autocannon (wrk not installed)'}, upstream ${up.kind}\n` +
-      (HAS_TASKSET ? `proxy pinned to CPU ${PROXY_CPU}; load generator and upstream to CPU ${LOAD_CPU}\n` : 'taskset not available (or one CPU): processes are NOT pinned\n'),
+      (HAS_TASKSET ? `proxy pinned to CPU ${PROXY_CPU}; load generator and upstream to CPU ${LOAD_CPU}\n` : 'taskset not available (or one CPU): processes are NOT pinned\n') +
+      `warm-up ${WARMUP}s before each measured window; Strangler runs with the Node flags of \`npm start\`: ${START_FLAGS.join(' ') || '(none)'}\n` +
+      `machine: ${cpuModel()}, ${execFileSync('nproc').toString().trim()} CPUs, Node ${process.version}\n`,
   );
   for (let round = 1; round <= ROUNDS; round++) {
     for (const s of list) {
       const sample = await measure(s, up.port, DURATION);
       samples.get(s.name)!.push(sample);
-      process.stdout.write(`  round ${round} ${s.name}: ${Math.round(sample.rps)} req/s, p99 ${sample.p99.toFixed(2)} ms\n`);
+      process.stdout.write(`  round ${round} ${s.name}: ${Math.round(sample.rps)} req/s, p99 ${sample.p99.toFixed(2)} ms, ${sample.cpuUs.toFixed(1)} µs CPU/request\n`);
     }
   }
   const bare = median(samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.rps));
   const bareP99 = median(samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.p99));
-  const bareRss = median(samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.rssMb));
+  const bareRss = Math.max(...samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.rssMb));
+  const bareCpu = median(samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.cpuUs));
   const rows = list.map((s) => {
     const xs = samples.get(s.name)!;
     const rps = median(xs.map((x) => x.rps));
     const p99 = median(xs.map((x) => x.p99));
     const rss = Math.max(...xs.map((x) => x.rssMb));
-    return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss };
+    const cpuUs = median(xs.map((x) => x.cpuUs));
+    return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
   });
   const scale = await scaleChecks(up.port);
   await stop(up.child);
 
   const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '–');
-  let md = `| proxy (one core) | req/s | p50 ms | p99 ms | peak RSS MB | req/s vs bare | p99 vs bare | RSS vs bare |\n|---|---|---|---|---|---|---|---|\n`;
+  let md = `| proxy (one core) | req/s | p50 ms | p99 ms | peak RSS MB | CPU µs/req | req/s vs bare | p99 vs bare | RSS vs bare | requests per CPU-second vs bare |\n|---|---|---|---|---|---|---|---|---|---|\n`;
   for (const r of rows) {
-    const vs = r.scenario.startsWith('direct') ? ['', '', ''] : [fmt(r.rpsRatio, 2), fmt(r.p99Ratio, 2), fmt(r.rssRatio, 2)];
-    md += `| ${r.scenario} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.peakRssMb)} | ${vs.join(' | ')} |\n`;
+    const vs = r.scenario.startsWith('direct') ? ['', '', '', ''] : [fmt(r.rpsRatio, 2), fmt(r.p99Ratio, 2), fmt(r.rssRatio, 2), fmt(r.cpuRatio, 2)];
+    md += `| ${r.scenario} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUs, 1)} | ${vs.join(' | ')} |\n`;
   }
   md += `\n| scale check | value |\n|---|---|\n`;
   md += `| Strangler minimal, 10 routes | ${fmt(scale.rps10!)} req/s |\n| Strangler minimal, 10,000 routes | ${fmt(scale.rps10k!)} req/s (${fmt(scale.rps10k! / scale.rps10!, 2)} x) |\n`;
   md += `| validate + swap a 10,000-route table | ${fmt(scale.swapMs!)} ms |\n| longest event-loop stall during that swap, under load | ${fmt(scale.stallMs!, 1)} ms |\n`;
+  const row = (name: string) => rows.find((r) => r.scenario === name)!;
+  const full = row('Strangler full');
+  const minimal = row('Strangler minimal');
+  const targets: Array<[string, string, boolean]> = [
+    ['Strangler full ≥ 0.90 × bare req/s', fmt(full.rpsRatio, 2), full.rpsRatio >= 0.9],
+    ['Strangler minimal ≥ 0.97 × bare req/s', fmt(minimal.rpsRatio, 2), minimal.rpsRatio >= 0.97],
+    ['Strangler full p99 ≤ 1.3 × bare p99', fmt(full.p99Ratio, 2), full.p99Ratio <= 1.3],
+    ['10,000 routes ≥ 0.95 × 10 routes req/s', fmt(scale.rps10k! / scale.rps10!, 2), scale.rps10k! / scale.rps10! >= 0.95],
+    ['10,000-route swap stalls the event loop < 50 ms', `${fmt(scale.stallMs!, 1)} ms`, scale.stallMs! < 50],
+    ['Strangler full peak RSS ≤ 1.25 × bare', fmt(full.rssRatio, 2), full.rssRatio <= 1.25],
+  ];
+  md += `\n| target (issue #7) | this run | met |\n|---|---|---|\n`;
+  for (const [name, value, met] of targets) md += `| ${name} | ${value} | ${met ? 'yes' : 'no'} |\n`;
   process.stdout.write(`\n${md}`);
   const out = join(ROOT, 'bench', 'results', 'latest.json');
   execFileSync('mkdir', ['-p', join(ROOT, 'bench', 'results')]);
   writeFileSync(
     out,
-    JSON.stringify({ date: new Date().toISOString(), node: process.version, rounds: ROUNDS, durationS: DURATION, connections: CONNECTIONS, loadGenerator: HAS_WRK ? 'wrk' : 'autocannon', upstream: up.kind, pinned: HAS_TASKSET, rows, scale }, null, 2),
+    JSON.stringify(
+      { date: new Date().toISOString(), node: process.version, cpu: cpuModel(), rounds: ROUNDS, durationS: DURATION, warmupS: WARMUP, connections: CONNECTIONS, stranglerNodeFlags: START_FLAGS, loadGenerator: HAS_WRK ? 'wrk' : 'autocannon', upstream: up.kind, pinned: HAS_TASKSET, rows, scale, targets: targets.map(([target, value, met]) => ({ target, value, met })) },
+      null,
+      2,
+    ),
   );
   process.stdout.write(`\nJSON: ${out}\n`);
 }

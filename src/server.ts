@@ -135,6 +135,8 @@ export class Gateway implements PipelineHost, AdminControl {
       loader.close();
       throw new ConfigError(result.problems);
     }
+    // Its heap goes before the traffic comes: tearing an isolate down is not free, nor is holding it.
+    loader.release();
     const gw = new Gateway(result.table, options, loader);
     await gw.listen();
     await gw.listenAdmin();

@@ -40,8 +40,8 @@ export class TableLoader {
   private start(): Worker | undefined {
     if (this.worker !== undefined || this.closed || !existsSync(this.file)) return this.worker;
     try {
-      // A small young generation: parsing a table is a burst of short-lived objects, and this isolate's heap adds to the gateway's memory peak.
-      const w = new Worker(this.file, { resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+      // A bounded young generation (V8's default grows to 48 MB): this isolate's heap adds to the gateway's memory peak.
+      const w = new Worker(this.file, { resourceLimits: { maxYoungGenerationSizeMb: 16 } });
       w.unref();
       w.on('message', (r: LoadResponse) => {
         this.pending.get(r.id)?.(r);
@@ -103,6 +103,16 @@ export class TableLoader {
     const w = this.worker;
     this.worker = undefined;
     if (w) void w.terminate();
+  }
+
+  /**
+   * Stops the worker now if it has nothing to do (after the first load: the
+   * gateway is about to take traffic, and the next reload may be days away).
+   */
+  release(): void {
+    if (this.pending.size > 0) return;
+    if (this.idle) clearTimeout(this.idle);
+    this.stopWorker();
   }
 
   close(): void {
