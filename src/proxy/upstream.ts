@@ -61,7 +61,8 @@ export class UpstreamTransport {
       // every read and write. Idle sockets are closed by the pool sweeper below instead.
       scheduling: 'lifo' as const,
     };
-    this.agent = https ? new HttpsAgent(agentOptions) : new Agent(agentOptions);
+    // Plain HTTP has no SNI: an empty servername spares the agent working one out from the Host header per request.
+    this.agent = https ? new HttpsAgent(agentOptions) : new Agent({ ...agentOptions, servername: '' } as typeof agentOptions);
     registerPool(this);
     const make = (u: string, body: BodySource | undefined): httpProxy => {
       const url = new URL(u);
