@@ -3,7 +3,7 @@
  * on one machine, in one run. Loopback only; every process it starts is
  * stopped; a few minutes at most.
  *
- *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick]
+ *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only]
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -19,6 +19,8 @@ const opt = (name: string, dflt: number) => {
   return i === -1 ? dflt : Number(args[i + 1]);
 };
 const quick = args.includes('--quick');
+/** Only the scale checks (route count, swap), for working on the table path. */
+const SCALE_ONLY = args.includes('--scale-only');
 const ROUNDS = opt('rounds', quick ? 1 : 3);
 const DURATION = opt('duration', quick ? 2 : 5);
 const CONNECTIONS = opt('connections', 50);
@@ -40,7 +42,7 @@ const LOAD_CPU = '1';
  * Strangler is measured the way it ships: with the Node flags of `npm start`
  * (the Dockerfile uses the same; a test keeps them equal).
  */
-const START_FLAGS: string[] = (() => {
+const START_FLAGS: string[] = process.env.BENCH_NODE_FLAGS !== undefined ? process.env.BENCH_NODE_FLAGS.split(' ').filter(Boolean) : (() => {
   const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start ?? '';
   const m = /^node((?: --\S+)*) dist\/src\/cli\/index\.js start$/.exec(start);
   if (!m) throw new Error(`package.json "start" is not "node [--flags] dist/src/cli/index.js start": ${start}`);
@@ -429,7 +431,7 @@ async function main(): Promise<void> {
       `warm-up ${WARMUP}s before each measured window; Strangler runs with the Node flags of \`npm start\`: ${START_FLAGS.join(' ') || '(none)'}\n` +
       `machine: ${cpuModel()}, ${execFileSync('nproc').toString().trim()} CPUs, Node ${process.version}\n`,
   );
-  for (let round = 1; round <= ROUNDS; round++) {
+  for (let round = 1; round <= (SCALE_ONLY ? 0 : ROUNDS); round++) {
     for (const s of list) {
       const sample = await measure(s, up.port, DURATION);
       samples.get(s.name)!.push(sample);

@@ -51,6 +51,9 @@ routes: [ { name: all, path: /, upstream: app } ]
     try {
       const three = 'GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n';
       await Promise.all(Array.from({ length: 15 }, () => raw(gw.port, three, 5)));
+      // The gateway may still be parsing what the clients sent before they left: let every request
+      // it took on reach the slow upstream and come back (150 ms) before counting.
+      await new Promise((r) => setTimeout(r, 500));
       await until(() => gw.gw.inFlightRequests === 0 && gw.gw.table.upstreams.get('app')!.inFlight === 0, 3000);
       const ups = json(await send(gw.gw.adminPort!, '/upstreams')).upstreams;
       expect(ups[0].inFlight).toBe(0);
