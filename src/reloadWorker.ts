@@ -1,6 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import { loadTableFile, loadTableText, type LoadedTable } from './config/load';
 import type { ConfigProblem } from './config/problem';
+import type { RouteConfig } from './config/schema';
 import { diffTables, summarize } from './routing/diff';
 
 /**
@@ -20,8 +21,23 @@ export interface LoadRequest {
 }
 
 export type LoadResponse =
-  | { id: number; ok: true; table: LoadedTable; changes: string[] | undefined }
-  | { id: number; ok: false; problems: ConfigProblem[] };
+  | { id: number; ok: true; table: LoadedTable; changes: string[] | undefined; chunked?: boolean }
+  | { id: number; ok: false; problems: ConfigProblem[] }
+  /** Part of a large table's routes; the main thread asks for the next part when it has taken this one. */
+  | { id: number; kind: 'routes'; routes: RouteConfig[] };
+
+/** Main thread -> worker: send the next part of table `id`. */
+export interface NextChunk {
+  kind: 'next';
+  id: number;
+}
+
+/**
+ * Routes per message for a large table. The main thread receives each part in
+ * its own event-loop turn, so receiving 10,000 routes is ten short pauses for
+ * traffic instead of one long one (and the young generation takes them a part at a time).
+ */
+export const ROUTES_PER_CHUNK = 1000;
 
 /** Parsed tables by version, so the active one is not parsed again for every diff. */
 const tables = new Map<string, LoadedTable>();
@@ -41,7 +57,26 @@ function activeTable(msg: LoadRequest): LoadedTable | undefined {
   return parsed.table;
 }
 
-parentPort?.on('message', (msg: LoadRequest) => {
+/** Parts of large tables not yet handed over, by request id. */
+const outgoing = new Map<number, { parts: RouteConfig[][]; last: LoadResponse }>();
+
+function sendNext(id: number): void {
+  const o = outgoing.get(id);
+  if (o === undefined) return;
+  const part = o.parts.shift();
+  if (part !== undefined) parentPort!.postMessage({ id, kind: 'routes', routes: part } satisfies LoadResponse);
+  else {
+    outgoing.delete(id);
+    parentPort!.postMessage(o.last);
+  }
+}
+
+parentPort?.on('message', (msg: LoadRequest | NextChunk) => {
+  if ('kind' in msg && msg.kind === 'next') return sendNext(msg.id);
+  load(msg as LoadRequest);
+});
+
+function load(msg: LoadRequest): void {
   const result = msg.kind === 'file' ? loadTableFile(msg.file, msg.env) : loadTableText(msg.text ?? '', msg.file, msg.env);
   if (!result.ok) {
     parentPort!.postMessage({ id: msg.id, ok: false, problems: result.problems } satisfies LoadResponse);
@@ -50,5 +85,14 @@ parentPort?.on('message', (msg: LoadRequest) => {
   const previous = activeTable(msg);
   const changes = previous === undefined ? undefined : summarize(diffTables(previous.config, result.table.config));
   if (msg.kind === 'file') remember(result.table);
-  parentPort!.postMessage({ id: msg.id, ok: true, table: result.table, changes } satisfies LoadResponse);
-});
+  const routes = result.table.config.routes;
+  if (routes.length <= ROUTES_PER_CHUNK) {
+    parentPort!.postMessage({ id: msg.id, ok: true, table: result.table, changes } satisfies LoadResponse);
+    return;
+  }
+  const parts: RouteConfig[][] = [];
+  for (let i = 0; i < routes.length; i += ROUTES_PER_CHUNK) parts.push(routes.slice(i, i + ROUTES_PER_CHUNK));
+  const table: LoadedTable = { ...result.table, config: { ...result.table.config, routes: [] } };
+  outgoing.set(msg.id, { parts, last: { id: msg.id, ok: true, table, changes, chunked: true } });
+  sendNext(msg.id);
+}

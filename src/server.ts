@@ -203,6 +203,10 @@ export class Gateway implements PipelineHost, AdminControl {
       this.log.debug({ trigger, version: current.version }, 'route table unchanged');
       return { outcome: 'unchanged', version: current.version };
     }
+    // Receiving a large table (structured clone) and compiling it are two long steps: between them
+    // the event loop serves what queued up, so the longest stall is one of them, not their sum.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.draining) return { outcome: 'unchanged', version: current.version };
     const next = activate(result.table, this.deps, current);
     const changes = result.changes ?? [];
     this.table = next;

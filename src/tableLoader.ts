@@ -3,7 +3,11 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { LoadedTable } from './config/load';
 import type { ConfigProblem } from './config/problem';
-import type { LoadRequest, LoadResponse } from './reloadWorker';
+import type { RouteConfig } from './config/schema';
+import type { LoadRequest, LoadResponse, NextChunk } from './reloadWorker';
+
+/** A worker's answer to a load, once any route parts are in. */
+type FinalResponse = Exclude<LoadResponse, { kind: 'routes' }>;
 
 export type LoadOutcome = { ok: false; problems: ConfigProblem[] } | { ok: true; table: LoadedTable; changes: string[] | undefined };
 
@@ -20,7 +24,9 @@ export class TableLoader {
   private worker: Worker | undefined;
   private idle: NodeJS.Timeout | undefined;
   private nextId = 1;
-  private readonly pending = new Map<number, (r: LoadResponse | undefined) => void>();
+  private readonly pending = new Map<number, (r: FinalResponse | undefined) => void>();
+  /** Routes of large tables received so far, by request id. */
+  private readonly parts = new Map<number, RouteConfig[]>();
   private readonly file: string;
   private closed = false;
 
@@ -44,6 +50,16 @@ export class TableLoader {
       const w = new Worker(this.file, { resourceLimits: { maxYoungGenerationSizeMb: 16 } });
       w.unref();
       w.on('message', (r: LoadResponse) => {
+        if ('kind' in r) {
+          // Part of a large table: keep it, and ask for the next one on a later turn of the event loop.
+          const acc = this.parts.get(r.id);
+          if (acc === undefined) this.parts.set(r.id, r.routes);
+          else for (const route of r.routes) acc.push(route);
+          setImmediate(() => w.postMessage({ kind: 'next', id: r.id } satisfies NextChunk));
+          return;
+        }
+        if (r.ok && r.chunked) r.table.config.routes = this.parts.get(r.id) ?? [];
+        this.parts.delete(r.id);
         this.pending.get(r.id)?.(r);
         this.pending.delete(r.id);
         this.scheduleStop();
@@ -70,7 +86,7 @@ export class TableLoader {
     if (worker !== undefined) {
       const id = this.nextId++;
       const activeRef = active === undefined ? undefined : { version: active.version, source: active.source, text: active.text };
-      const response = await new Promise<LoadResponse | undefined>((resolve) => {
+      const response = await new Promise<FinalResponse | undefined>((resolve) => {
         this.pending.set(id, resolve);
         worker.postMessage({ ...req, id, env: this.env, active: activeRef } satisfies LoadRequest);
       });
@@ -95,6 +111,7 @@ export class TableLoader {
 
   private failAll(w: Worker): void {
     if (this.worker === w) this.worker = undefined;
+    this.parts.clear();
     for (const resolve of this.pending.values()) resolve(undefined);
     this.pending.clear();
   }

@@ -475,3 +475,31 @@ ${extra}`;
     }
   });
 });
+
+describe('large tables', () => {
+  const table = (url: string, n: number, marker: string) =>
+    `reload: { watch: false }\nupstreams: { app: { url: ${url} } }\nroutes:\n` +
+    Array.from({ length: n }, (_, i) => `  - { name: r${i}, path: /p${i}, exact: true, upstream: app }`).join('\n') +
+    `\n  - { name: marker, path: /marker/${marker}, upstream: app }\n`;
+
+  test('a table of thousands of routes arrives from the worker in parts, whole, at start and on reload', async () => {
+    const up = await startUpstream();
+    const gw = await startGateway(table(up.url, 2500, 'a'));
+    try {
+      expect(gw.gw.table.matcher.routes).toHaveLength(2501);
+      for (const p of ['/p0', '/p999', '/p1000', '/p2499', '/marker/a']) expect((await send(gw.port, p)).status).toBe(200);
+      expect((await send(gw.port, '/p2500')).status).toBe(404);
+
+      writeFileSync(gw.configPath, table(up.url, 3200, 'b'));
+      const outcome = await gw.gw.reload('test');
+      expect(outcome).toMatchObject({ outcome: 'applied', changes: expect.arrayContaining([expect.stringContaining('r3199')]) });
+      expect(gw.gw.table.matcher.routes).toHaveLength(3201);
+      expect(gw.gw.table.matcher.routes.map((r) => r.name).slice(-3)).toEqual(['r3198', 'r3199', 'marker']);
+      for (const p of ['/p0', '/p2500', '/p3199', '/marker/b']) expect((await send(gw.port, p)).status).toBe(200);
+      expect((await send(gw.port, '/marker/a')).status).toBe(404);
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+});
