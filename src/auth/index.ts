@@ -26,6 +26,7 @@ export class Authenticator {
   private readonly rolesHeader: string;
   private readonly internalHeader: string;
   private readonly cookieName: string | undefined;
+  private readonly headerPairs = new WeakMap<Identity, string[]>();
 
   constructor(
     readonly config: AuthConfig,
@@ -77,13 +78,26 @@ export class Authenticator {
 
   /** Sets the identity headers (after the client's copies were stripped). */
   applyIdentity(h: IncomingHttpHeaders, identity: Identity): void {
-    if (identity.copied) for (let i = 0; i < identity.copied.length; i += 2) h[identity.copied[i]!.toLowerCase()] = identity.copied[i + 1]!;
+    // Identities are cached with their token, so their header values are worked out once, not per request.
+    let pairs = this.headerPairs.get(identity);
+    if (pairs === undefined) {
+      pairs = this.identityHeaders(identity);
+      this.headerPairs.set(identity, pairs);
+    }
+    for (let i = 0; i < pairs.length; i += 2) h[pairs[i]!] = pairs[i + 1]!;
+    if (this.internal) h[this.internalHeader] = this.internalHeader === 'authorization' ? `Bearer ${this.internal.tokenFor(identity)}` : this.internal.tokenFor(identity);
+  }
+
+  /** Lower-case name, value pairs: headers copied from forward auth first, then the identity's own. */
+  private identityHeaders(identity: Identity): string[] {
+    const pairs: string[] = [];
+    if (identity.copied) for (let i = 0; i < identity.copied.length; i += 2) pairs.push(identity.copied[i]!.toLowerCase(), identity.copied[i + 1]!);
     // Forward-auth values arrived as header values and go on byte for byte; token claims are JSON strings.
     const value = identity.source === 'jwt' ? headerValue : same;
-    if (identity.userId !== '') h[this.userIdHeader] = value(identity.userId);
-    if (identity.email !== undefined) h[this.emailHeader] = value(identity.email);
-    if (identity.roles.length) h[this.rolesHeader] = value(identity.roles.join(','));
-    if (this.internal) h[this.internalHeader] = this.internalHeader === 'authorization' ? `Bearer ${this.internal.tokenFor(identity)}` : this.internal.tokenFor(identity);
+    if (identity.userId !== '') pairs.push(this.userIdHeader, value(identity.userId));
+    if (identity.email !== undefined) pairs.push(this.emailHeader, value(identity.email));
+    if (identity.roles.length) pairs.push(this.rolesHeader, value(identity.roles.join(',')));
+    return pairs;
   }
 }
 

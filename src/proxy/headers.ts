@@ -14,6 +14,12 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/** FILTERED_LENGTH[n]: some response header the gateway drops has a name n characters long. */
+const FILTERED_LENGTH: readonly boolean[] = (() => {
+  const lengths = [...HOP_BY_HOP, 'x-request-id'].map((n) => n.length);
+  return Array.from({ length: Math.max(...lengths) + 1 }, (_, n) => lengths.includes(n));
+})();
+
 /**
  * Headers only the gateway may set. A client's copy is dropped whatever its
  * spelling: names are compared lower-case with `_` read as `-`, because CGI-style
@@ -65,21 +71,22 @@ function stripHopByHop(h: IncomingHttpHeaders, keepUpgrade: boolean): void {
     }
   }
   if (!keepUpgrade) {
-    delete h.connection;
-    delete h.upgrade;
+    if (conn !== undefined) delete h.connection;
+    if (h.upgrade !== undefined) delete h.upgrade;
   } else {
     h.connection = 'upgrade';
   }
-  delete h['keep-alive'];
-  delete h['proxy-connection'];
-  delete h['proxy-authorization'];
-  delete h['proxy-authenticate'];
-  delete h.te;
-  delete h.trailer;
+  // Looked up before deleting: a read is inline-cached, a delete is a runtime call even when the header is absent.
+  if (h['keep-alive'] !== undefined) delete h['keep-alive'];
+  if (h['proxy-connection'] !== undefined) delete h['proxy-connection'];
+  if (h['proxy-authorization'] !== undefined) delete h['proxy-authorization'];
+  if (h['proxy-authenticate'] !== undefined) delete h['proxy-authenticate'];
+  if (h.te !== undefined) delete h.te;
+  if (h.trailer !== undefined) delete h.trailer;
   // Framing is redone for the next hop: Node re-chunks a body it de-chunked.
   if (h['transfer-encoding'] !== undefined) h['transfer-encoding'] = 'chunked';
   // The gateway answered `100 Continue` itself when the client asked.
-  delete h.expect;
+  if (h.expect !== undefined) delete h.expect;
 }
 
 /**
@@ -127,6 +134,12 @@ export function responseHeaders(raw: readonly string[], requestId: string): stri
   let named: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
+    // Only names as long as a hop-by-hop header or X-Request-Id need a closer look (Server, Date,
+    // Content-Length... pass without being lower-cased).
+    if (name.length >= FILTERED_LENGTH.length || !FILTERED_LENGTH[name.length]) {
+      out.push(name, raw[i + 1]!);
+      continue;
+    }
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
       if (lower === 'connection') named = connectionTokens(raw[i + 1]!, named);
