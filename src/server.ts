@@ -12,6 +12,7 @@ import { createPipeline, type PipelineHost } from './pipeline';
 import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
 import { UpstreamBreaker } from './resilience/breaker';
+import { RouteMatcher } from './routing/compile';
 import { activate, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
 import { TableLoader } from './tableLoader';
 
@@ -203,11 +204,11 @@ export class Gateway implements PipelineHost, AdminControl {
       this.log.debug({ trigger, version: current.version }, 'route table unchanged');
       return { outcome: 'unchanged', version: current.version };
     }
-    // Receiving a large table (structured clone) and compiling it are two long steps: between them
-    // the event loop serves what queued up, so the longest stall is one of them, not their sum.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    // The matcher is compiled a slice of routes per event-loop turn (the table itself arrived in
+    // parts): traffic is served between slices, and the swap below is one synchronous step.
+    const matcher = await RouteMatcher.build(result.table.config);
     if (this.draining) return { outcome: 'unchanged', version: current.version };
-    const next = activate(result.table, this.deps, current);
+    const next = activate(result.table, this.deps, current, matcher);
     const changes = result.changes ?? [];
     this.table = next;
     this.loaded = result.table;

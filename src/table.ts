@@ -38,7 +38,8 @@ export interface TableDeps {
   authBreaker(config: NonNullable<RouteTableConfig['auth']>): AuthBreaker | undefined;
 }
 
-export function activate(loaded: LoadedTable, deps: TableDeps, previous?: ActiveTable): ActiveTable {
+/** `matcher`: the table's matcher when it was built beforehand (in slices, on reload). */
+export function activate(loaded: LoadedTable, deps: TableDeps, previous?: ActiveTable, matcher?: RouteMatcher): ActiveTable {
   const { config } = loaded;
   const upstreams = new Map<string, Upstream>();
   for (const [name, cfg] of Object.entries(config.upstreams)) {
@@ -69,7 +70,7 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     loadedAt: new Date(),
     source: loaded.source,
     config,
-    matcher: new RouteMatcher(config),
+    matcher: matcher ?? new RouteMatcher(config),
     upstreams,
     policy: forwardingPolicy(config.server.trustProxy, auth?.ownedHeaders() ?? DEFAULT_IDENTITY_HEADERS),
     healthPath: config.server.healthPath,

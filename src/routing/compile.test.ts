@@ -327,3 +327,29 @@ describe('hostForMatching', () => {
     expect(hostForMatching(header)).toBe(expected);
   });
 });
+
+describe('RouteMatcher.build (compiled in slices)', () => {
+  test('matches exactly like the one-step matcher, and lets the event loop run between slices', async () => {
+    const items = Array.from({ length: 2500 }, (_, i) => `{name: r${i}, path: /s${i % 50}/a${i}, upstream: ${i % 2 ? 'a' : 'b'}${i % 7 === 0 ? ', exact: true' : ''}${i % 11 === 0 ? ', methods: [POST]' : ''}}`);
+    items.push('{name: all, path: /, upstream: a}', '{name: host, path: /s1, host: "*.example.com", upstream: b}');
+    const t = table(routes(...items));
+    let turns = 0;
+    const tick = () => {
+      turns++;
+      if (turns < 1000) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const sliced = await RouteMatcher.build(t, 100);
+    const turnsWhileBuilding = turns;
+    turns = 1000;
+    // 2,502 routes in slices of 100: the event loop got a turn between slices.
+    expect(turnsWhileBuilding).toBeGreaterThanOrEqual(20);
+    const whole = new RouteMatcher(t);
+    expect(sliced.routes.map((r) => r.name)).toEqual(whole.routes.map((r) => r.name));
+    expect(sliced.usesHost).toBe(true);
+    const probes: Array<[string, string, string]> = [];
+    for (let i = 0; i < 2500; i += 97) probes.push(['GET', '', `/s${i % 50}/a${i}`], ['POST', '', `/s${i % 50}/a${i}/x`], ['GET', 'x.example.com', `/s1/a${i}`]);
+    probes.push(['GET', '', '/nothing'], ['GET', 'a.example.com', '/s1']);
+    for (const [method, host, path] of probes) expect(sliced.match(method, host, path)?.name).toBe(whole.match(method, host, path)?.name);
+  });
+});
