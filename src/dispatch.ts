@@ -278,7 +278,8 @@ export class Exchange implements Deadline {
     deadlines.disarm(this);
     if (aborted) {
       const { proxyReq, proxyRes } = this.state;
-      if (proxyRes && !proxyRes.complete) proxyRes.destroy();
+      // Not ended: still being received, or received but not all relayed (the client stopped reading). Either way the upstream socket must not stay busy.
+      if (proxyRes && !proxyRes.readableEnded) proxyRes.destroy();
       if (proxyReq && !proxyReq.destroyed && !(proxyRes && proxyRes.complete)) proxyReq.destroy();
       this.settleAttempt(this.abortError());
     }

@@ -21,7 +21,7 @@ export interface LoadRequest {
 }
 
 export type LoadResponse =
-  | { id: number; ok: true; table: LoadedTable; changes: string[] | undefined; chunked?: boolean }
+  | { id: number; ok: true; table: LoadedTable; changes: string[] | undefined; /** Set when the routes came in parts: how many there are. */ chunked?: number }
   | { id: number; ok: false; problems: ConfigProblem[] }
   /** Part of a large table's routes; the main thread asks for the next part when it has taken this one. */
   | { id: number; kind: 'routes'; routes: RouteConfig[] };
@@ -93,6 +93,6 @@ function load(msg: LoadRequest): void {
   const parts: RouteConfig[][] = [];
   for (let i = 0; i < routes.length; i += ROUTES_PER_CHUNK) parts.push(routes.slice(i, i + ROUTES_PER_CHUNK));
   const table: LoadedTable = { ...result.table, config: { ...result.table.config, routes: [] } };
-  outgoing.set(msg.id, { parts, last: { id: msg.id, ok: true, table, changes, chunked: true } });
+  outgoing.set(msg.id, { parts, last: { id: msg.id, ok: true, table, changes, chunked: routes.length } });
   sendNext(msg.id);
 }

@@ -324,7 +324,7 @@ export class Gateway implements PipelineHost, AdminControl {
     this.table.auth?.stop();
     this.loader.close();
     this.log.info('stopped');
-    this.loggers.flush();
+    this.loggers.close();
   }
 }
 

@@ -24,7 +24,8 @@ export class TableLoader {
   private worker: Worker | undefined;
   private idle: NodeJS.Timeout | undefined;
   private nextId = 1;
-  private readonly pending = new Map<number, (r: FinalResponse | undefined) => void>();
+  /** Loads waiting for an answer, with the worker they were sent to. */
+  private readonly pending = new Map<number, { worker: Worker; resolve: (r: FinalResponse | undefined) => void }>();
   /** Routes of large tables received so far, by request id. */
   private readonly parts = new Map<number, RouteConfig[]>();
   private readonly file: string;
@@ -58,9 +59,18 @@ export class TableLoader {
           setImmediate(() => w.postMessage({ kind: 'next', id: r.id } satisfies NextChunk));
           return;
         }
-        if (r.ok && r.chunked) r.table.config.routes = this.parts.get(r.id) ?? [];
+        const parts = this.parts.get(r.id);
         this.parts.delete(r.id);
-        this.pending.get(r.id)?.(r);
+        if (r.ok && r.chunked !== undefined) {
+          // Every route must have arrived; anything else fails this load (it is then parsed here), never a partial table.
+          if (parts === undefined || parts.length !== r.chunked) {
+            this.pending.get(r.id)?.resolve(undefined);
+            this.pending.delete(r.id);
+            return;
+          }
+          r.table.config.routes = parts;
+        }
+        this.pending.get(r.id)?.resolve(r);
         this.pending.delete(r.id);
         this.scheduleStop();
       });
@@ -87,7 +97,7 @@ export class TableLoader {
       const id = this.nextId++;
       const activeRef = active === undefined ? undefined : { version: active.version, source: active.source, text: active.text };
       const response = await new Promise<FinalResponse | undefined>((resolve) => {
-        this.pending.set(id, resolve);
+        this.pending.set(id, { worker, resolve });
         worker.postMessage({ ...req, id, env: this.env, active: activeRef } satisfies LoadRequest);
       });
       if (response !== undefined) {
@@ -111,9 +121,13 @@ export class TableLoader {
 
   private failAll(w: Worker): void {
     if (this.worker === w) this.worker = undefined;
-    this.parts.clear();
-    for (const resolve of this.pending.values()) resolve(undefined);
-    this.pending.clear();
+    // Only the loads sent to this worker: a stopped worker exiting must not fail loads sent to its successor.
+    for (const [id, p] of this.pending) {
+      if (p.worker !== w) continue;
+      this.pending.delete(id);
+      this.parts.delete(id);
+      p.resolve(undefined);
+    }
   }
 
   private stopWorker(): void {

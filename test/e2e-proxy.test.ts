@@ -55,6 +55,16 @@ routes: [ { name: all, path: /, upstream: app } ]
     expect(made.slice(3, 35)).toBe((r.headers['x-request-id'] as string).replace(/-/g, ''));
     expect(up.received[2]!.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   });
+
+  test.each([['nginx-style 32 hex', 'a3f1c2d4e5b6978812345678abcdef01'], ['short', 'portal-7'], ['UUID-length, not hex', 'x'.repeat(36)]])(
+    'a client id that is not a UUID (%s), with no traceparent: a valid new trace id is made',
+    async (_kind, id) => {
+      await send(gw.port, '/t4', { headers: { 'x-request-id': id } });
+      const made = up.received[0]!.headers.traceparent as string;
+      expect(made).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+      expect(made.slice(3, 35)).not.toBe('0'.repeat(32));
+    },
+  );
 });
 
 describe('headers across the hop', () => {

@@ -1,3 +1,5 @@
+import { mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { LogConfig } from '../config/schema';
 import { AccessLog } from './accessLog';
@@ -38,6 +40,7 @@ const REDACT = [
 export class LineBatch implements DestinationStream {
   private buf: Buffer;
   private used = 0;
+  private closed = false;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -48,9 +51,15 @@ export class LineBatch implements DestinationStream {
     this.buf = Buffer.allocUnsafe(size);
     this.timer = setInterval(() => this.flush(), everyMs);
     this.timer.unref();
+    liveBatches.add(this);
   }
 
   write(line: string): void {
+    if (this.closed) {
+      // After shutdown's flush: straight to the destination, which pino flushes at exit.
+      this.dest.write(Buffer.from(line, 'utf8') as unknown as string);
+      return;
+    }
     // UTF-8 needs at most 3 bytes per UTF-16 unit.
     if (this.used + line.length * 3 > this.size) {
       this.flush();
@@ -75,13 +84,27 @@ export class LineBatch implements DestinationStream {
   /** Shutdown: everything pending reaches the file or pipe before this returns. */
   flushSync(): void {
     this.flush();
-    this.dest.flushSync?.();
+    try {
+      this.dest.flushSync?.();
+    } catch {
+      // the destination is not open yet (nothing was ever written) or already closed
+    }
   }
 
+  /** Flushes and stops batching; a line written after this goes to the destination as it comes. */
   close(): void {
+    this.flushSync();
+    this.closed = true;
     clearInterval(this.timer);
+    liveBatches.delete(this);
   }
 }
+
+/** Batches not closed yet: whatever they hold is written when the process exits, however it exits. */
+const liveBatches = new Set<LineBatch>();
+process.on('exit', () => {
+  for (const b of liveBatches) b.flushSync();
+});
 
 export interface LogOutputs {
   /** Where operational logs go; default stdout (asynchronous, flushed on shutdown). */
@@ -95,6 +118,22 @@ export interface Loggers {
   /** null when the access log is off. */
   access: AccessLog | null;
   flush(): void;
+  /** Shutdown: writes everything pending and stops the batch timers. */
+  close(): void;
+}
+
+/**
+ * Opened here, synchronously, at startup: a path that cannot be written is a
+ * clear startup error, and the destination is ready at once, so lines logged just
+ * before an early exit are written too (an asynchronously opened one is not).
+ */
+function openLogFile(path: string): number {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, 'a');
+  } catch (err) {
+    throw new Error(`cannot open the access log ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }
 
 function wantsPretty(cfg: LogConfig): boolean {
@@ -119,7 +158,7 @@ export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers
   // Access lines are info-level lines: a quieter level turns them off, as it would for any info line.
   if (cfg.access === 'off' || !INFO_ENABLED.has(cfg.level)) access = null;
   else if (cfg.access === 'stdout') access = outputs.access ? new AccessLog((accessDest = outputs.access), undefined) : new AccessLog(mainDest, 'access');
-  else access = new AccessLog((accessDest = new LineBatch(pino.destination({ dest: cfg.access, mkdir: true, sync: false, contentMode: 'buffer' }))), undefined);
+  else access = new AccessLog((accessDest = new LineBatch(pino.destination({ dest: openLogFile(cfg.access), sync: false, contentMode: 'buffer' }))), undefined);
 
   const flush = () => {
     for (const d of [mainDest, accessDest]) {
@@ -131,5 +170,9 @@ export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers
       }
     }
   };
-  return { root, access, flush };
+  const close = () => {
+    for (const d of [mainDest, accessDest]) if (d instanceof LineBatch) d.close();
+    flush();
+  };
+  return { root, access, flush, close };
 }

@@ -61,8 +61,16 @@ let spanCounter = 0;
  * id and traces keyed by trace id line up.
  */
 export function newTraceparent(requestId: string): string {
-  let traceId = requestId === lastId ? lastHex : requestId.length === 36 ? uuidHex(requestId) : '';
-  if (traceId !== lastHex && (!HEX32.test(traceId) || traceId === ZERO_TRACE)) traceId = uuidHex(newRequestId());
+  let traceId: string;
+  // The id this module just made: its hex digits are known, no parsing.
+  if (requestId === lastId && lastHex !== '') traceId = lastHex;
+  else {
+    traceId = requestId.length === 36 ? uuidHex(requestId) : '';
+    if (!HEX32.test(traceId) || traceId === ZERO_TRACE) {
+      newRequestId();
+      traceId = lastHex;
+    }
+  }
   spanCounter = (spanCounter + 1) >>> 0;
   const span = spanPrefix + spanCounter.toString(16).padStart(8, '0');
   return `00-${traceId}-${span}-01`;

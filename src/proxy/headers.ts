@@ -130,7 +130,7 @@ export function prepareUpstreamHeaders(
  * Raw headers keep their case and repeated headers (Set-Cookie) intact.
  */
 export function responseHeaders(raw: readonly string[], requestId: string): string[] {
-  const out: string[] = [];
+  let out: string[] = [];
   let named: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -148,13 +148,16 @@ export function responseHeaders(raw: readonly string[], requestId: string): stri
     if (lower === 'x-request-id') continue;
     out.push(name, raw[i + 1]!);
   }
-  out.push('X-Request-Id', requestId);
-  if (named === null) return out;
-  const filtered: string[] = [];
-  for (let i = 0; i < out.length; i += 2) {
-    if (!named.includes(out[i]!.toLowerCase())) filtered.push(out[i]!, out[i + 1]!);
+  if (named !== null) {
+    const filtered: string[] = [];
+    for (let i = 0; i < out.length; i += 2) {
+      if (!named.includes(out[i]!.toLowerCase())) filtered.push(out[i]!, out[i + 1]!);
+    }
+    out = filtered;
   }
-  return filtered;
+  // Added after the Connection filter: an upstream cannot name the gateway's own header away.
+  out.push('X-Request-Id', requestId);
+  return out;
 }
 
 function connectionTokens(value: string, into: string[] | null): string[] | null {

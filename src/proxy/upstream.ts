@@ -195,17 +195,22 @@ function scheduleSweeper(): void {
   for (const p of idlePools) shortest = Math.min(shortest, p.config.idleTimeoutMs);
   const every = Number.isFinite(shortest) ? Math.max(25, Math.min(1000, Math.floor(shortest / 4))) : 0;
   if (every === sweepEveryMs) return;
-  if (sweeper !== undefined) clearInterval(sweeper);
-  sweeper = undefined;
   sweepEveryMs = every;
-  if (every === 0) return;
-  lastSweep = Date.now();
+  if (every === 0) {
+    if (sweeper !== undefined) clearInterval(sweeper);
+    sweeper = undefined;
+    return;
+  }
+  // A running sweeper keeps its last sweep time: resetting it would make sockets look idle for less than they have been.
+  if (sweeper === undefined) lastSweep = performance.now();
+  else clearInterval(sweeper);
   sweeper = setInterval(sweepIdle, every);
   sweeper.unref();
 }
 
 function sweepIdle(): void {
-  const now = Date.now();
+  // Monotonic: a wall-clock step must not keep idle sockets open.
+  const now = performance.now();
   // A connection is closed up to a sweep early rather than late: never after its timeout.
   for (const p of idlePools) p.closeIdle(now, lastSweep, sweepEveryMs);
   lastSweep = now;
