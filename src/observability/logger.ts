@@ -1,4 +1,4 @@
-import { mkdirSync, openSync } from 'node:fs';
+import { mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { LogConfig } from '../config/schema';
@@ -45,6 +45,8 @@ export class LineBatch implements DestinationStream {
 
   constructor(
     private readonly dest: DestinationStream & { flushSync?: () => void },
+    /** The destination's file descriptor: a synchronous flush writes the pending lines to it directly. */
+    private readonly fd: number,
     private readonly size = 65_536,
     everyMs = 200,
   ) {
@@ -83,12 +85,15 @@ export class LineBatch implements DestinationStream {
 
   /** Shutdown: everything pending reaches the file or pipe before this returns. */
   flushSync(): void {
-    this.flush();
     try {
+      // What the destination holds first, then the pending lines, written here: handing them over
+      // would start an asynchronous write that an exiting process never finishes.
       this.dest.flushSync?.();
+      if (this.used > 0) writeSync(this.fd, this.buf, 0, this.used);
     } catch {
-      // the destination is not open yet (nothing was ever written) or already closed
+      // the destination is closed, or the fd is gone: nothing more can be written
     }
+    this.used = 0;
   }
 
   /** Flushes and stops batching; a line written after this goes to the destination as it comes. */
@@ -143,7 +148,7 @@ function wantsPretty(cfg: LogConfig): boolean {
 
 export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers {
   const base = { level: cfg.level, redact: { paths: REDACT, censor: '***' }, base: { pid: process.pid } };
-  const asyncStdout = () => new LineBatch(pino.destination({ dest: 1, sync: false, contentMode: 'buffer' }));
+  const asyncStdout = () => new LineBatch(pino.destination({ dest: 1, sync: false, contentMode: 'buffer' }), 1);
   let mainDest: DestinationStream;
   if (wantsPretty(cfg)) {
     // Loaded only when wanted: a developer's terminal, never production.
@@ -158,7 +163,10 @@ export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers
   // Access lines are info-level lines: a quieter level turns them off, as it would for any info line.
   if (cfg.access === 'off' || !INFO_ENABLED.has(cfg.level)) access = null;
   else if (cfg.access === 'stdout') access = outputs.access ? new AccessLog((accessDest = outputs.access), undefined) : new AccessLog(mainDest, 'access');
-  else access = new AccessLog((accessDest = new LineBatch(pino.destination({ dest: openLogFile(cfg.access), sync: false, contentMode: 'buffer' }))), undefined);
+  else {
+    const fd = openLogFile(cfg.access);
+    access = new AccessLog((accessDest = new LineBatch(pino.destination({ dest: fd, sync: false, contentMode: 'buffer' }), fd)), undefined);
+  }
 
   const flush = () => {
     for (const d of [mainDest, accessDest]) {
