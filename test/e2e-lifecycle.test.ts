@@ -82,7 +82,7 @@ log: { access: off }
 });
 
 describe('websockets', () => {
-  test('an upgrade is routed, gets gateway headers, and echoes through', async () => {
+  test('an upgrade is routed, gets gateway headers, echoes through, and outlives the keep-alive timeout', async () => {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
     await new Promise<void>((r) => wss.once('listening', () => r()));
     const seen: Array<Record<string, string | string[] | undefined>> = [];
@@ -93,6 +93,7 @@ describe('websockets', () => {
     const wsPort = (wss.address() as AddressInfo).port;
     const http = await startUpstream();
     const gw = await startGateway(`
+server: { keepAliveTimeoutMs: 300 }
 upstreams: { live: { url: http://127.0.0.1:${wsPort} }, app: { url: ${http.url} } }
 routes:
   - { name: app, path: /, upstream: app }
@@ -108,6 +109,11 @@ routes:
       });
       expect(reply).toBe('echo:hello');
       expect(seen[0]).toMatchObject({ url: '/live/feed?room=1', 'x-forwarded-for': '127.0.0.1', 'x-request-id': 'ws-1' });
+      // Silent for longer than keepAliveTimeoutMs: an upgraded connection is not an idle keep-alive one.
+      await new Promise((r) => setTimeout(r, 900));
+      const later = new Promise<string>((resolve) => client.once('message', (m) => resolve(m.toString())));
+      client.send('still there');
+      expect(await later).toBe('echo:still there');
       client.close();
       const refused = new WebSocket(`ws://127.0.0.1:${gw.port}/api/nows`);
       const status = await new Promise<number>((resolve) => refused.on('unexpected-response', (_req, res) => resolve(res.statusCode!)));

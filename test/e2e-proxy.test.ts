@@ -327,6 +327,73 @@ routes: [ { name: all, path: /, upstream: app } ]
     }
   });
 
+  test('a client keep-alive connection idle for keepAliveTimeoutMs is closed, not before; one with a request in progress, or in use, is kept', async () => {
+    const up = await startUpstream((req, res) => {
+      if (req.url === '/slow') setTimeout(() => res.end('slow'), 900);
+      else res.end('ok');
+    });
+    const gw = await startGateway(`
+server: { keepAliveTimeoutMs: 400 }
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+    /** One keep-alive connection; `get` sends a request on it and resolves when the whole response is in. */
+    const open = () => {
+      const socket = connect(gw.port, '127.0.0.1');
+      let buffered = '';
+      let waiting: ((r: string) => void) | undefined;
+      let closedAt = 0;
+      socket.setEncoding('latin1');
+      socket.on('data', (d: string) => {
+        buffered += d;
+        const m = /\r\n\r\n/.exec(buffered);
+        const length = Number(/content-length: (\d+)/i.exec(buffered)?.[1] ?? -1);
+        if (m && length >= 0 && buffered.length >= m.index + 4 + length) {
+          const r = buffered;
+          buffered = '';
+          waiting?.(r);
+        }
+      });
+      socket.on('close', () => (closedAt = Date.now()));
+      return {
+        get: (path: string) =>
+          new Promise<string>((resolve) => {
+            waiting = resolve;
+            socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+          }),
+        closedAt: () => closedAt,
+        socket,
+      };
+    };
+    try {
+      const idle = open();
+      const used = open();
+      const slow = open();
+      expect(await idle.get('/a')).toMatch(/^HTTP\/1\.1 200/);
+      const idleFrom = Date.now();
+      const slowAnswer = slow.get('/slow');
+      // In use every 150 ms for 1.2 s: never idle long enough to be closed.
+      for (let i = 0; i < 8; i++) {
+        expect(await used.get(`/u${i}`)).toMatch(/^HTTP\/1\.1 200/);
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      expect(used.closedAt()).toBe(0);
+      // A request in progress for longer than the limit is answered on its connection.
+      expect(await slowAnswer).toMatch(/slow$/);
+      await until(() => idle.closedAt() !== 0, 3000);
+      const idleMs = idle.closedAt() - idleFrom;
+      // Never before the limit; at most a sweep (100 ms here) after it, plus scheduling slack.
+      expect(idleMs).toBeGreaterThanOrEqual(400);
+      expect(idleMs).toBeLessThan(900);
+      // The others close once idle too.
+      await until(() => used.closedAt() !== 0 && slow.closedAt() !== 0, 3000);
+      expect((await send(gw.port, '/after')).status).toBe(200);
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+
   test('credentials sent by the client never appear in the logs', async () => {
     const up = await startUpstream((_req, res) => {
       res.setHeader('set-cookie', 'session=upstream-cookie-value');
