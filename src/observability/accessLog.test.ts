@@ -36,6 +36,21 @@ describe('access log lines', () => {
     expect(line).toEqual({ level: 30, time: line.time, pid: process.pid, kind: 'access', reqId: 'r-2', method: 'POST', path: '/x', status: 404, durationMs: 1.23, bytes: 321, aborted: true, error: 'ROUTE_NOT_FOUND', msg: 'request' });
   });
 
+  test.each([
+    [0, 0],
+    [0.004, 0],
+    [0.05, 0.05],
+    [1.006, 1.01],
+    [12.3, 12.3],
+    [7, 7],
+    [999.999, 1000],
+    [123456.789, 123456.79],
+  ])('durationMs %p is written as %p (two decimals at most)', (ms, expected) => {
+    const { log, lines } = capture();
+    log.request(new RequestState('r-3', 0, 'GET', '/d', undefined, 0), { ...facts, durationMs: ms });
+    expect(JSON.parse(lines[0]!).durationMs).toBe(expected);
+  });
+
   test.each([['quote"and\\backslash'], ['ctl\u0001\u001f'], ['tab\there'], ['ünïcødé/路径'], ['lone\ud800surrogate'], ['{"json":"inside"}']])('a hostile value stays one valid line: %j', (v) => {
     const { log, lines } = capture();
     const s = new RequestState(v, 0, 'GET', `/p/${v}`, undefined, 0);

@@ -23,6 +23,19 @@ function opt(name: string, v: string | undefined): string {
   return v === undefined ? '' : `,"${name}":${str(v)}`;
 }
 
+/** For values the gateway itself chose (route and upstream names, codes, sides, IPs): never anything to escape. */
+function safe(name: string, v: string | undefined): string {
+  return v === undefined ? '' : `,"${name}":"${v}"`;
+}
+
+/** Milliseconds with two decimals, formatted from integers (a double's shortest form costs more). */
+function millis(ms: number): string {
+  const hundredths = Math.round(ms * 100);
+  const whole = Math.floor(hundredths / 100);
+  const frac = hundredths - whole * 100;
+  return frac === 0 ? `${whole}` : frac < 10 ? `${whole}.0${frac}` : `${whole}.${frac}`;
+}
+
 /**
  * The access log: one JSON line per request, in pino's format (`level`, `time`,
  * `pid`, then the fields, then `msg`), written to a pino destination. It is the
@@ -42,11 +55,13 @@ export class AccessLog {
   }
 
   request(s: RequestState, f: AccessFacts): void {
+    // Only the request id (a client's may be kept), the path and the user id can hold characters to escape;
+    // route and upstream names are validated as names, the method is a token, the rest are the gateway's own codes.
     this.out.write(
-      `{"level":30,"time":${Date.now()}${this.head}${str(s.id)},"method":${str(s.method)},"path":${str(s.path)}` +
-        `${opt('route', s.route)}${opt('upstream', s.upstream)},"status":${f.status},"durationMs":${Math.round(f.durationMs * 100) / 100}` +
-        `,"bytes":${f.bytes},"aborted":${f.aborted}${opt('error', s.errorCode)}${opt('user', s.userId)}${opt('auth', s.authFailure)}` +
-        `${opt('canary', s.canarySide)}${opt('canaryReason', s.canaryReason)}${s.fellBack ? ',"fallback":true' : ''}${opt('client', f.client)},"msg":"request"}\n`,
+      `{"level":30,"time":${Date.now()}${this.head}${str(s.id)},"method":"${s.method}","path":${str(s.path)}` +
+        `${safe('route', s.route)}${safe('upstream', s.upstream)},"status":${f.status},"durationMs":${millis(f.durationMs)}` +
+        `,"bytes":${f.bytes},"aborted":${f.aborted}${safe('error', s.errorCode)}${opt('user', s.userId)}${safe('auth', s.authFailure)}` +
+        `${safe('canary', s.canarySide)}${safe('canaryReason', s.canaryReason)}${s.fellBack ? ',"fallback":true' : ''}${safe('client', f.client)},"msg":"request"}\n`,
     );
   }
 }
