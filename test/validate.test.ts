@@ -122,6 +122,24 @@ routes: []
     problems: [[4, 16, 'upstreams.users.timeoutMs: expected number, got string']],
   },
   {
+    label: 'instances of one upstream with different paths',
+    yaml: `upstreams:
+  users:
+    urls: [http://10.0.0.5:8080/api, http://10.0.0.6:8080/v2]
+routes: []
+`,
+    problems: [[3, 11, 'upstreams.users.urls: every instance must have the same path']],
+  },
+  {
+    label: 'instances of one upstream mixing http and https',
+    yaml: `upstreams:
+  users:
+    urls: [http://10.0.0.5:8080, https://10.0.0.6:8443]
+routes: []
+`,
+    problems: [[3, 11, 'upstreams.users.urls: every instance must use the same scheme (all http:// or all https://)']],
+  },
+  {
     label: 'missing required key',
     yaml: `${GOOD_UPSTREAMS}routes:
   - name: users

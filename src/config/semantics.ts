@@ -17,6 +17,9 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
   for (const [name, u] of Object.entries(table.upstreams)) {
     const paths = new Set((u.urls ?? []).map((x) => new URL(x).pathname.replace(/\/$/, '')));
     if (paths.size > 1) problems.push(map.problem(['upstreams', name, 'urls'], `upstreams.${name}.urls: every instance must have the same path`));
+    // One connection pool (an http or an https agent) serves every instance.
+    const schemes = new Set((u.urls ?? []).map((x) => new URL(x).protocol));
+    if (schemes.size > 1) problems.push(map.problem(['upstreams', name, 'urls'], `upstreams.${name}.urls: every instance must use the same scheme (all http:// or all https://)`));
   }
   const authPolicyUsed = table.routes.some((r) => r && ((r.auth ?? table.auth?.default ?? 'none') !== 'none' || r.roles));
   if (authPolicyUsed && !table.auth?.jwt && !table.auth?.forward) {
