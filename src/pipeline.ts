@@ -42,12 +42,6 @@ const HEALTH_BODY = '{"status":"ok"}';
 const kOpen = Symbol('strangler.openResponses');
 type SocketWithRequests = Socket & { [kOpen]?: ServerResponse[] };
 
-/** Whether a request on this client connection has not finished yet (the idle sweeper leaves such a connection alone). */
-export function requestInProgress(socket: Socket): boolean {
-  const open = (socket as SocketWithRequests)[kOpen];
-  return open !== undefined && open.length > 0;
-}
-
 /** A response the gateway gives instead of proxying (auth refusals). */
 interface Refusal {
   status: number;

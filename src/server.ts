@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AdminControl, CandidateCheck, ReloadError, ReloadOutcome } from './admin/app';
 import type { LoadedTable } from './config/load';
@@ -8,8 +8,7 @@ import { TableWatcher } from './config/watch';
 import type { AccessLog } from './observability/accessLog';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
 import type { GatewayMetrics } from './observability/metrics';
-import { ClientIdleSweeper } from './core/clientIdle';
-import { createPipeline, requestInProgress, type PipelineHost } from './pipeline';
+import { createPipeline, type PipelineHost } from './pipeline';
 import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
 import { UpstreamBreaker } from './resilience/breaker';
@@ -51,7 +50,6 @@ export class Gateway implements PipelineHost, AdminControl {
   /** Only with an admin port, the one place metrics can be read. */
   readonly metrics: GatewayMetrics | undefined;
   private admin: Server | undefined;
-  private readonly idleClients: ClientIdleSweeper;
   readonly dispatchEvents: DispatchEvents;
   private readonly deps: TableDeps;
   private watcher: TableWatcher | undefined;
@@ -115,14 +113,11 @@ export class Gateway implements PipelineHost, AdminControl {
     const s = loaded.config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
-      // Idle keep-alive connections are closed by the sweeper below, not by a timer per request.
-      keepAliveTimeout: 0,
+      keepAliveTimeout: s.keepAliveTimeoutMs,
       headersTimeout: s.headersTimeoutMs,
       requestTimeout: s.requestTimeoutMs,
       // Node's default 1000 header lines is generous; the byte limit above is what protects us.
     });
-    this.idleClients = new ClientIdleSweeper(s.keepAliveTimeoutMs, requestInProgress);
-    this.server.on('connection', (socket: Socket) => this.idleClients.track(socket));
     const pipeline = createPipeline(this);
     this.server.on('request', pipeline.onRequest);
     this.server.on('upgrade', pipeline.onUpgrade);
@@ -283,8 +278,6 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 
   socketUpgraded(socket: Duplex): void {
-    // A WebSocket's idle time is its own business, not keep-alive's.
-    this.idleClients.untrack(socket as Socket);
     this.upgraded.add(socket);
     socket.once('close', () => this.upgraded.delete(socket));
   }
@@ -319,7 +312,6 @@ export class Gateway implements PipelineHost, AdminControl {
     }
     for (const socket of this.upgraded) socket.destroy();
     this.server.closeAllConnections();
-    this.idleClients.close();
     await closed;
     if (this.admin) {
       const admin = this.admin;

@@ -380,13 +380,14 @@ routes: [ { name: all, path: /, upstream: app } ]
       expect(used.closedAt()).toBe(0);
       // A request in progress for longer than the limit is answered on its connection.
       expect(await slowAnswer).toMatch(/slow$/);
-      await until(() => idle.closedAt() !== 0, 3000);
+      await until(() => idle.closedAt() !== 0, 4000);
       const idleMs = idle.closedAt() - idleFrom;
-      // Never before the limit; at most a sweep (100 ms here) after it, plus scheduling slack.
+      // Never before the limit. Node closes 1 s after it: responses announce `Keep-Alive: timeout=N`,
+      // and a client that honours it has let go of the connection by then.
       expect(idleMs).toBeGreaterThanOrEqual(400);
-      expect(idleMs).toBeLessThan(900);
+      expect(idleMs).toBeLessThan(1900);
       // The others close once idle too.
-      await until(() => used.closedAt() !== 0 && slow.closedAt() !== 0, 3000);
+      await until(() => used.closedAt() !== 0 && slow.closedAt() !== 0, 4000);
       expect((await send(gw.port, '/after')).status).toBe(200);
     } finally {
       await gw.stop();

@@ -50,7 +50,8 @@ export class UpstreamTransport {
     readonly config: UpstreamConfig,
     onResponse: ResponseHandler,
   ) {
-    const https = config.urls[0]!.startsWith('https:');
+    // Parsed, not compared as text: a scheme may be written in capitals (HTTPS://).
+    const https = new URL(config.urls[0]!).protocol === 'https:';
     const agentOptions = {
       keepAlive: true,
       // Small request heads must not wait for delayed ACKs (Nagle).
