@@ -28,6 +28,7 @@ export interface PipelineHost {
   readonly dispatchEvents: DispatchEvents;
   requestStarted(): void;
   requestFinished(): void;
+  /** An upgrade request's socket: Node's server no longer tracks it, so the gateway closes it at shutdown. */
   socketUpgraded(socket: Duplex): void;
 }
 
@@ -267,7 +268,6 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const instance = upstream.breaker.allows() ? upstream.instances.pick() : undefined;
     if (instance === undefined) return refuseSocket(socket, state, 'CIRCUIT_OPEN');
     req.url = state.upstreamPath = upstreamPathFor(r, forwardPath(r, state), query);
-    host.socketUpgraded(socket);
     host.log.debug({ reqId: state.id, route: r.name, upstream: r.upstream }, 'websocket upgrade');
     upstream.transport.upgrade(instance.index, req, socket, head, (err) => {
       if (state.upgraded || !socket.writable) return void socket.destroy();
@@ -287,6 +287,9 @@ export function createPipeline(host: PipelineHost): Pipeline {
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // After an upgrade the HTTP server no longer watches the socket: an unhandled error would crash the process.
     socket.on('error', swallow);
+    // Tracked from here, not only once proxied: a refused upgrade is half-closed by `end()`, and a client
+    // that keeps its half open would otherwise hold shutdown (server.close) forever.
+    host.socketUpgraded(socket);
     const [rawPath, query] = splitTarget(req.url ?? '/');
     const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, undefined, 0);
     attachState(req, state);

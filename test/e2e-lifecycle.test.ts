@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { spawnGateway } from './helpers/process';
 import { send, startGateway, startUpstream, until, writeTable } from './helpers/servers';
@@ -124,6 +124,41 @@ routes:
       await gw.stop();
       await http.close();
       await new Promise<void>((r) => wss.close(() => r()));
+    }
+  });
+});
+
+describe('websocket shutdown', () => {
+  test('a refused upgrade whose client keeps its half of the connection open does not hold shutdown', async () => {
+    const http = await startUpstream();
+    const gw = await startGateway(`
+upstreams: { app: { url: ${http.url} } }
+routes: [ { name: nows, path: /, upstream: app, websocket: false } ]
+`);
+    // allowHalfOpen: the client does not close its side when the gateway ends its own.
+    const client = connect({ port: gw.port, host: '127.0.0.1', allowHalfOpen: true });
+    let answer = '';
+    let closed = false;
+    client.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    client.on('close', () => (closed = true));
+    try {
+      client.write('GET /feed HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+      await until(() => answer.includes('\r\n\r\n'));
+      expect(answer).toMatch(/^HTTP\/1\.1 404/);
+      const started = Date.now();
+      await Promise.race([gw.stop(), new Promise((_, reject) => setTimeout(() => reject(new Error('stop() did not finish')), 5000))]);
+      expect(Date.now() - started).toBeLessThan(5000);
+      // The gateway let go of the socket: the client's write is now refused.
+      const refused = await new Promise<boolean>((resolve) => {
+        client.once('error', () => resolve(true));
+        client.write('ping', () => setTimeout(() => client.write('ping', (err) => err && resolve(true)), 100));
+        setTimeout(() => resolve(closed), 2000);
+      });
+      expect(refused).toBe(true);
+    } finally {
+      client.destroy();
+      await gw.stop();
+      await http.close();
     }
   });
 });
