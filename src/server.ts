@@ -217,8 +217,8 @@ export class Gateway implements PipelineHost, AdminControl {
     this.metrics?.reload('applied');
     for (const upstream of retiredUpstreams(current, next)) upstream.retire();
     if (current.auth !== next.auth) current.auth?.stop();
-    this.log.info({ trigger, version: next.version, previousVersion: current.version, changes, durationMs: Math.round((performance.now() - started) * 10) / 10 }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
     const durationMs = Math.round((performance.now() - started) * 10) / 10;
+    this.log.info({ trigger, version: next.version, previousVersion: current.version, changes, durationMs }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
     return { outcome: 'applied', version: next.version, previousVersion: current.version, changes, durationMs };
   }
 

@@ -61,16 +61,13 @@ export class TableLoader {
         }
         const parts = this.parts.get(r.id);
         this.parts.delete(r.id);
+        let answer: FinalResponse | undefined = r;
         if (r.ok && r.chunked !== undefined) {
           // Every route must have arrived; anything else fails this load (it is then parsed here), never a partial table.
-          if (parts === undefined || parts.length !== r.chunked) {
-            this.pending.get(r.id)?.resolve(undefined);
-            this.pending.delete(r.id);
-            return;
-          }
-          r.table.config.routes = parts;
+          if (parts === undefined || parts.length !== r.chunked) answer = undefined;
+          else r.table.config.routes = parts;
         }
-        this.pending.get(r.id)?.resolve(r);
+        this.pending.get(r.id)?.resolve(answer);
         this.pending.delete(r.id);
         this.scheduleStop();
       });

@@ -108,7 +108,7 @@ export class JwtVerifier {
       this.cache.set(hash(token), { result, until: payload.exp! * 1000 + this.cfg.clockToleranceSec * 1000 });
       return result;
     } catch (err) {
-      if (err instanceof errors.JWTExpired) return { ok: false, reason: 'expired' };
+      if (err instanceof errors.JWTExpired) return EXPIRED;
       if (err instanceof errors.JWKSNoMatchingKey) return { ok: false, reason: 'invalid', detail: 'unknown signing key' };
       return { ok: false, reason: 'invalid', detail: (err as { code?: string }).code ?? 'verification failed' };
     }

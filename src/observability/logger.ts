@@ -57,20 +57,19 @@ export class LineBatch implements DestinationStream {
   }
 
   write(line: string): void {
-    if (this.closed) {
-      // After shutdown's flush: straight to the destination, which pino flushes at exit.
-      this.dest.write(Buffer.from(line, 'utf8') as unknown as string);
-      return;
-    }
+    // After shutdown's flush: straight to the destination, which pino flushes at exit.
+    if (this.closed) return this.writeThrough(line);
     // UTF-8 needs at most 3 bytes per UTF-16 unit.
     if (this.used + line.length * 3 > this.size) {
       this.flush();
-      if (line.length * 3 > this.size) {
-        this.dest.write(Buffer.from(line, 'utf8') as unknown as string);
-        return;
-      }
+      if (line.length * 3 > this.size) return this.writeThrough(line);
     }
     this.used += this.buf.write(line, this.used, 'utf8');
+  }
+
+  /** One line handed to the destination as it is (sonic-boom in buffer mode takes Buffers). */
+  private writeThrough(line: string): void {
+    this.dest.write(Buffer.from(line, 'utf8') as unknown as string);
   }
 
   /** Hands what is pending to the destination (written asynchronously). */
