@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { UpstreamConfig } from '../config/schema';
 import { stateOf } from '../core/state';
+import { later } from './writeBatch';
 
 /** Called with the upstream's response head for the request's current attempt. */
 export type ResponseHandler = (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => void;
@@ -22,8 +23,15 @@ interface BodySource {
  * The body of a request that has none (no Content-Length, or 0, and no
  * Transfer-Encoding: RFC 9112 §6.3). Ending the upstream request directly skips
  * piping an empty stream through it: about a tenth of the CPU of a proxied GET.
+ * The end (which writes the request head) joins the loop iteration's write
+ * batch (writeBatch.ts).
  */
-const NO_BODY: BodySource = { pipe: (dest) => dest.end() };
+const NO_BODY: BodySource = { pipe: (dest) => later(endRequest, dest) };
+
+function endRequest(dest: ClientRequest): void {
+  // Aborted while queued (client gone, deadline): nothing to send.
+  if (!dest.destroyed) dest.end();
+}
 
 /** A body held in memory (a replay for a retry or a fallback). */
 export function bufferedBody(body: Buffer): BodySource {
@@ -215,46 +223,6 @@ function sweepIdle(): void {
   // A connection is closed up to a sweep early rather than late: never after its timeout.
   for (const p of idlePools) p.closeIdle(now, lastSweep, sweepEveryMs);
   lastSweep = now;
-}
-
-const kSink = Symbol('strangler.sink');
-const kSource = Symbol('strangler.source');
-type RelaySource = IncomingMessage & { [kSink]?: ServerResponse };
-type RelaySink = ServerResponse & { [kSource]?: IncomingMessage };
-
-/**
- * Streams the upstream's response body to the client, with backpressure: the
- * upstream is paused while the client's socket is full. Leaner than
- * `Readable.pipe` (two listeners, no per-request closures); an upstream body cut
- * short destroys the client's response, so the client sees a truncated
- * response, never a hang.
- */
-export function relay(source: IncomingMessage, sink: ServerResponse): void {
-  (source as RelaySource)[kSink] = sink;
-  (sink as RelaySink)[kSource] = source;
-  source.on('data', relayData);
-  source.on('end', relayEnd);
-  source.on('close', relayClose);
-}
-
-function relayData(this: RelaySource, chunk: Buffer): void {
-  const sink = this[kSink]!;
-  if (!sink.write(chunk) && !sink.destroyed) {
-    this.pause();
-    sink.once('drain', relayDrain);
-  }
-}
-
-function relayDrain(this: RelaySink): void {
-  this[kSource]?.resume();
-}
-
-function relayEnd(this: RelaySource): void {
-  this[kSink]!.end();
-}
-
-function relayClose(this: RelaySource): void {
-  if (!this.complete) this[kSink]!.destroy();
 }
 
 function count(groups: NodeJS.ReadOnlyDict<unknown[]>): number {
