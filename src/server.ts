@@ -324,6 +324,8 @@ export class Gateway implements PipelineHost, AdminControl {
     this.table.auth?.stop();
     this.loader.close();
     this.log.info('stopped');
+    // Batches already handed to the files finish first, so the last lines land after them, in order.
+    await this.loggers.settled();
     this.loggers.close();
   }
 }

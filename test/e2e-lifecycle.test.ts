@@ -185,6 +185,38 @@ routes: [ { name: all, path: /, upstream: slow } ]
     }
   });
 
+  test('every request has its access line in the file after SIGTERM, in order of completion', async () => {
+    const up = await startUpstream();
+    const dir = mkdtempSync(join(tmpdir(), 'strangler-access-'));
+    const file = join(dir, 'access.log');
+    const gw = await spawnGateway(writeTable(`
+log: { access: ${file} }
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`));
+    try {
+      // ~1,500 lines: several 64 KiB batches, written while traffic continues.
+      const ids: string[] = [];
+      for (let round = 0; round < 30; round++) {
+        const batch = Array.from({ length: 50 }, (_, i) => `access-${round}-${i}`);
+        ids.push(...batch);
+        await Promise.all(batch.map((id) => send(gw.port, `/item/${id}`, { headers: { 'x-request-id': id } })));
+      }
+      gw.child.kill('SIGTERM');
+      expect(await gw.exited).toBe(0);
+      const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reqId: string; status: number; msg: string });
+      expect(lines).toHaveLength(ids.length);
+      expect(lines.map((l) => l.reqId).sort()).toEqual([...ids].sort());
+      expect(lines.every((l) => l.status === 200 && l.msg === 'request')).toBe(true);
+      // Batches land in order: every round's lines come after the previous round's.
+      const rounds = lines.map((l) => Number(l.reqId.split('-')[1]));
+      expect(rounds).toEqual([...rounds].sort((a, b) => a - b));
+    } finally {
+      gw.child.kill('SIGKILL');
+      await up.close();
+    }
+  });
+
   test('the health path is served by the process and answers without an upstream', async () => {
     const gw = await spawnGateway(writeTable(`
 server: { healthPath: /_gw/health }

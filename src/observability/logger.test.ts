@@ -1,6 +1,9 @@
+import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { LogSchema } from '../config/schema';
-import { createLoggers } from './logger';
+import { createLoggers, LineBatch } from './logger';
 
 class Sink extends Writable {
   text = '';
@@ -38,5 +41,55 @@ describe('loggers', () => {
 
   test('access log can be turned off', () => {
     expect(createLoggers(LogSchema.parse({ access: 'off', format: 'json' }), { main: new Sink() }).access).toBeNull();
+  });
+});
+
+describe('line batch', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strangler-batch-'));
+
+  test('batches reach the file whole and in order, several queued at once', async () => {
+    const file = join(dir, 'order.log');
+    const fd = openSync(file, 'a');
+    // 256-byte batches: 2,000 lines make hundreds of writes, several queued at once.
+    const batch = new LineBatch(fd, 256);
+    try {
+      for (let i = 0; i < 2000; i++) batch.write(`{"n":${i},"pad":"${'x'.repeat(i % 50)}"}\n`);
+      await batch.settled();
+      const lines = readFileSync(file, 'utf8').trim().split('\n');
+      expect(lines.map((l) => (JSON.parse(l) as { n: number }).n)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
+    } finally {
+      batch.close();
+      closeSync(fd);
+    }
+  });
+
+  test('close writes what is still pending, and later lines as they come', () => {
+    const file = join(dir, 'close.log');
+    const fd = openSync(file, 'a');
+    const batch = new LineBatch(fd);
+    batch.write('one\n');
+    batch.close();
+    batch.write('two\n');
+    expect(readFileSync(file, 'utf8')).toBe('one\ntwo\n');
+    closeSync(fd);
+  });
+
+  test('a descriptor that cannot be written loses those lines, says so once, and does not throw', async () => {
+    const file = join(dir, 'ro.log');
+    writeFileSync(file, '');
+    const fd = openSync(file, 'r');
+    const said: string[] = [];
+    const spy = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => (said.push(String(s)), true));
+    const batch = new LineBatch(fd, 64);
+    try {
+      for (let i = 0; i < 20; i++) batch.write(`line ${i} of a read-only file\n`);
+      await batch.settled();
+    } finally {
+      spy.mockRestore();
+      batch.close();
+      closeSync(fd);
+    }
+    expect(said.filter((s) => s.includes('cannot write a log batch'))).toHaveLength(1);
+    expect(readFileSync(file, 'utf8')).toBe('');
   });
 });
