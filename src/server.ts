@@ -324,8 +324,11 @@ export class Gateway implements PipelineHost, AdminControl {
     this.table.auth?.stop();
     this.loader.close();
     this.log.info('stopped');
-    // Batches already handed to the files finish first, so the last lines land after them, in order.
-    await this.loggers.settled();
+    // Batches already handed to the files finish first, so the last lines land after them, in order
+    // (bounded: a stdout pipe nobody reads must not hold the stop).
+    let settleTimer: NodeJS.Timeout | undefined;
+    await Promise.race([this.loggers.settled(), new Promise<void>((resolve) => (settleTimer = setTimeout(resolve, 5000)))]);
+    clearTimeout(settleTimer);
     this.loggers.close();
   }
 }

@@ -217,6 +217,33 @@ routes: [ { name: all, path: /, upstream: app } ]
     }
   });
 
+  test('access lines to a stdout pipe read late are all written before a graceful stop ends', async () => {
+    const up = await startUpstream();
+    const gw = await spawnGateway(writeTable(`
+log: { access: stdout }
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`));
+    try {
+      // Nobody reads stdout for a while: the pipe fills and writes to it fail with EAGAIN.
+      gw.child.stdout!.pause();
+      const N = 2000;
+      for (let round = 0; round < N / 50; round++) {
+        await Promise.all(Array.from({ length: 50 }, (_, i) => send(gw.port, `/late/${round}-${i}`)));
+      }
+      gw.child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 1000));
+      gw.child.stdout!.resume();
+      expect(await gw.exited).toBe(0);
+      const lines = gw.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; path?: string });
+      expect(lines.filter((l) => l.msg === 'request' && l.path?.startsWith('/late/'))).toHaveLength(N);
+      expect(lines.some((l) => l.msg === 'stopped')).toBe(true);
+    } finally {
+      gw.child.kill('SIGKILL');
+      await up.close();
+    }
+  });
+
   test('the health path is served by the process and answers without an upstream', async () => {
     const gw = await spawnGateway(writeTable(`
 server: { healthPath: /_gw/health }

@@ -123,7 +123,8 @@ export class LineBatch implements DestinationStream {
     if (err !== null) {
       // A pipe that is full (stdout read slowly): try again shortly.
       if (err.code === 'EAGAIN') {
-        setTimeout(() => this.next(), 10).unref();
+        // Not unref'd: a graceful stop waiting for this batch must not let the process exit under it.
+        setTimeout(() => this.next(), 10);
         return;
       }
       // A full disk or a closed descriptor: this batch is lost; say so once, keep serving.
@@ -141,11 +142,8 @@ export class LineBatch implements DestinationStream {
   };
 
   private writeNow(line: string): void {
-    try {
-      writeSync(this.fd, line);
-    } catch {
-      // the descriptor is gone: nothing more can be written
-    }
+    const b = Buffer.from(line, 'utf8');
+    writeAllSync(this.fd, b, 0, b.length, Date.now() + SYNC_PATIENCE_MS);
   }
 
   /**
@@ -154,17 +152,13 @@ export class LineBatch implements DestinationStream {
    * shutdown waits for it first, see settled()); the rest is written here.
    */
   flushSync(): void {
-    try {
-      for (let i = this.writing ? 1 : 0; i < this.queue.length; i++) {
-        const p = this.queue[i]!;
-        while (p.off < p.end) p.off += writeSync(this.fd, p.buf, p.off, p.end - p.off);
-      }
-      this.queue.length = this.writing ? 1 : 0;
-      let off = 0;
-      while (off < this.used) off += writeSync(this.fd, this.buf, off, this.used - off);
-    } catch {
-      // the descriptor is gone: nothing more can be written
+    const deadline = Date.now() + SYNC_PATIENCE_MS;
+    for (let i = this.writing ? 1 : 0; i < this.queue.length; i++) {
+      const p = this.queue[i]!;
+      p.off = writeAllSync(this.fd, p.buf, p.off, p.end, deadline);
     }
+    this.queue.length = this.writing ? 1 : 0;
+    writeAllSync(this.fd, this.buf, 0, this.used, deadline);
     this.used = 0;
   }
 
@@ -175,6 +169,28 @@ export class LineBatch implements DestinationStream {
     clearInterval(this.timer);
     liveBatches.delete(this);
   }
+}
+
+/** How long a synchronous flush keeps retrying a full pipe (stdout read slowly) before giving up on the rest. */
+const SYNC_PATIENCE_MS = 2000;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes `buf[off..end)` synchronously. A full non-blocking pipe (EAGAIN) is
+ * retried every 5 ms until `deadline`; any other error, or the deadline,
+ * gives up on the rest (the descriptor is gone, or nobody reads it).
+ * Returns how far it got.
+ */
+function writeAllSync(fd: number, buf: Buffer, off: number, end: number, deadline: number): number {
+  while (off < end) {
+    try {
+      off += writeSync(fd, buf, off, end - off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() >= deadline) return end;
+      Atomics.wait(pause, 0, 0, 5);
+    }
+  }
+  return off;
 }
 
 /** Batches not closed yet: whatever they hold is written when the process exits, however it exits. */
