@@ -328,6 +328,47 @@ describe('forward auth endpoint unreachable', () => {
     }
   });
 
+  test('the endpoint has its own breaker: failure statuses open it, then requests are 503 without asking', async () => {
+    const up = await startUpstream();
+    const auth = new AuthServer();
+    await auth.start();
+    auth.mode = '500';
+    const breaker = '    breaker: { minRequests: 2, errorPercent: 50, openMs: 60000 }';
+    const gw = await startGateway(table(auth.url, up.url, breaker).replace('cacheMs: 60000', 'cacheMs: 0'));
+    try {
+      for (let i = 0; i < 4; i++) {
+        const r = await send(gw.port, '/x', { headers: { cookie: `sid=good-${i}` } });
+        expect(r.status).toBe(503);
+        expect(json(r).error.code).toBe('AUTH_UNAVAILABLE');
+      }
+      expect(auth.calls).toBe(2);
+      expect(gw.logs.lines.some((l) => l.msg === 'circuit open for the forward-auth endpoint')).toBe(true);
+    } finally {
+      await gw.stop();
+      await auth.stop();
+      await up.close();
+    }
+  });
+
+  test('a 5xx outside breaker.failureStatuses is 503 but never opens the endpoint\'s circuit', async () => {
+    const up = await startUpstream();
+    const auth = new AuthServer();
+    await auth.start();
+    auth.mode = '500';
+    const breaker = '    breaker: { minRequests: 2, errorPercent: 50, openMs: 60000, failureStatuses: [503] }';
+    const gw = await startGateway(table(auth.url, up.url, breaker).replace('cacheMs: 60000', 'cacheMs: 0'));
+    try {
+      for (let i = 0; i < 4; i++) expect((await send(gw.port, '/x', { headers: { cookie: `sid=good-${i}` } })).status).toBe(503);
+      expect(auth.calls).toBe(4);
+      auth.mode = 'normal';
+      expect((await send(gw.port, '/x', { headers: { cookie: 'sid=good-after' } })).status).toBe(200);
+    } finally {
+      await gw.stop();
+      await auth.stop();
+      await up.close();
+    }
+  });
+
   test('cacheMs: 0 asks the endpoint on every request', async () => {
     const up = await startUpstream();
     const auth = new AuthServer();

@@ -67,7 +67,8 @@ export class ForwardAuth {
         });
         res.on('end', () => {
           answer = { status: res.statusCode ?? 502, headers: res.headers, raw: res.rawHeaders, body: Buffer.concat(chunks) };
-          if (answer.status >= 500) reject(Object.assign(new Error(`auth endpoint answered ${answer.status}`), { counts: true }));
+          // Any 5xx means no answer about the session; only breaker.failureStatuses count toward opening.
+          if (answer.status >= 500) reject(Object.assign(new Error(`auth endpoint answered ${answer.status}`), { counts: this.cfg.breaker.failureStatuses.includes(answer.status) }));
           else resolve();
         });
         res.on('error', reject);
