@@ -307,6 +307,7 @@ routes: [ { name: all, path: /, upstream: app, retry: { enabled: false } } ]
       const inst = json(await send(gw.gw.adminPort!, '/upstreams')).upstreams[0].instances;
       expect(inst[0]).toMatchObject({ ejected: true });
       expect(inst[1]).toMatchObject({ ejected: false });
+      expect(await metric(gw, 'strangler_instance_ejections_total')).toEqual(['strangler_instance_ejections_total{upstream="app"} 1']);
     } finally {
       await gw.stop();
       await b.close();

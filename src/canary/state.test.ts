@@ -108,6 +108,18 @@ describe('rollback', () => {
     expect(c.effectivePercent()).toBe(100);
   });
 
+  test('a reset starts the canary\'s window empty: the failures that rolled it back do not roll it back again', () => {
+    const c = canary({ percent: 100, rollback: { maxErrorPercent: 5, minRequests: 20, windowMs: 60000 } });
+    for (let i = 0; i < 20; i++) c.record('canary', true, 5);
+    expect(c.rolledBack).toBeDefined();
+    c.reset();
+    c.record('canary', true, 5);
+    expect(c.rolledBack).toBeUndefined();
+    expect((c.describe().health as { canary: unknown }).canary).toMatchObject({ requests: 1, failures: 1 });
+    for (let i = 0; i < 19; i++) c.record('canary', true, 5);
+    expect(c.rolledBack).toMatchObject({ requests: 20 });
+  });
+
   test('primary failures never roll the canary back', () => {
     const c = canary({ percent: 50, rollback: { maxErrorPercent: 5, minRequests: 5, windowMs: 60000 } });
     for (let i = 0; i < 50; i++) c.record('primary', true, 5);

@@ -121,9 +121,14 @@ export class CanaryState {
     }
   }
 
-  /** Operator reset: the canary gets its configured share again; the ramp starts over. */
+  /**
+   * Operator reset: the canary gets its configured share again; the ramp starts over.
+   * Its health window starts empty: the failures that rolled it back would otherwise
+   * roll it back again at its next failure, and hold the ramp, until they age out.
+   */
   reset(): void {
     this.rolledBack = undefined;
+    this.canaryWindow.clear();
     this.step = 0;
     this.paused = undefined;
     this.nextStepAt = this.now() + this.config.stepEveryMs;

@@ -46,6 +46,11 @@ export class RollingWindow {
     return s;
   }
 
+  /** Forgets every request recorded so far. */
+  clear(): void {
+    for (const s of this.slots) s.reset(0);
+  }
+
   record(failed: boolean, ms: number): void {
     const s = this.slot(this.now());
     s.requests++;
