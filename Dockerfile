@@ -20,6 +20,6 @@ ENV STRANGLER_CONFIG=/etc/strangler/routes.yaml
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD node -e "require('http').get({host:'127.0.0.1',port:process.env.PORT||8080,path:process.env.HEALTH_PATH||'/healthz'},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"
-# The Node flags are those of `npm start` (a test keeps them equal): see the README's Performance section.
+# The Node flags are those of `npm start` (a test keeps them equal): see docs/performance.md.
 ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/src/cli/index.js"]
 CMD ["start"]

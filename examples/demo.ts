@@ -3,8 +3,9 @@ import { join } from 'node:path';
 
 /**
  * `npm run demo`: starts the example monolith (:3000), the example users
- * service (:4001) and the gateway (:8080) with the repository's routes.yaml.
- * Ctrl-C stops all three.
+ * service (:4001), the orders service the tour migrates to (:4002) and the
+ * gateway (:8080, admin API :9901) with the repository's routes.yaml.
+ * Ctrl-C stops them all.
  */
 const root = join(__dirname, '..', '..');
 const children: ChildProcess[] = [];
@@ -36,6 +37,7 @@ process.on('SIGTERM', stop);
 
 run('monolith', join(__dirname, 'monolith.js'), [], { PORT: '3000' });
 run('users', join(__dirname, 'users.js'), [], { PORT: '4001' });
+run('orders', join(__dirname, 'orders.js'), [], { PORT: '4002' });
 run('gateway', join(root, 'dist', 'src', 'cli', 'index.js'), ['start', '--config', join(root, 'routes.yaml')], { STRANGLER_LOG_FORMAT: 'pretty' });
 
 setTimeout(() => {
@@ -51,6 +53,9 @@ Strangler demo is up. Try:
 
 Explain a request without sending it:
   npx strangler explain --config routes.yaml GET /api/users/7
+
+Then move /api/orders to the orders service (:4002), 10% of users first:
+the five-minute tour in README.md.
 
 Ctrl-C stops everything.
 `);

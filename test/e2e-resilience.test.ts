@@ -25,14 +25,14 @@ async function metric(gw: TestGateway, name: string): Promise<string[]> {
 describe('circuit breaker', () => {
   let users: Awaited<ReturnType<typeof controllable>>;
   let gw: TestGateway;
-  const table = (timeoutMs: number, extraRoute = '') => `
+  const table = (timeoutMs: number, extraRoute = '', openMs = 400) => `
 admin: { port: 0 }
 reload: { watch: false }
 upstreams:
   users:
     url: ${users.url}
     timeoutMs: ${timeoutMs}
-    breaker: { errorPercent: 50, minRequests: 4, windowMs: 10000, openMs: 400 }
+    breaker: { errorPercent: 50, minRequests: 4, windowMs: 10000, openMs: ${openMs} }
 routes:
   - { name: users, path: /api/users, upstream: users }
 ${extraRoute}`;
@@ -96,6 +96,9 @@ ${extraRoute}`;
   });
 
   test('state survives an unrelated reload, resets when the upstream settings change; visible in admin and metrics', async () => {
+    // A circuit that stays open for the whole test: a reload on a loaded machine can take longer than 400 ms.
+    writeFileSync(gw.configPath, table(3000, '', 60_000));
+    expect((await gw.gw.reload('test')).outcome).toBe('applied');
     users.mode = '500';
     for (let i = 0; i < 4; i++) await send(gw.port, '/api/users');
     const before = json(await send(gw.gw.adminPort!, '/upstreams')).upstreams[0];
@@ -103,11 +106,11 @@ ${extraRoute}`;
     expect(await metric(gw, 'strangler_breaker_state{upstream="users"}')).toEqual(['strangler_breaker_state{upstream="users"} 2']);
     expect((await metric(gw, 'strangler_breaker_transitions_total{upstream="users",to="open"}'))[0]).toMatch(/ 1$/);
 
-    writeFileSync(gw.configPath, table(3000, '  - { name: other, path: /other, upstream: users }'));
+    writeFileSync(gw.configPath, table(3000, '  - { name: other, path: /other, upstream: users }', 60_000));
     expect((await gw.gw.reload('test')).outcome).toBe('applied');
     expect((await send(gw.port, '/api/users')).status).toBe(503);
 
-    writeFileSync(gw.configPath, table(2999));
+    writeFileSync(gw.configPath, table(2999, '', 60_000));
     expect((await gw.gw.reload('test')).outcome).toBe('applied');
     users.mode = 'ok';
     expect((await send(gw.port, '/api/users')).status).toBe(200);

@@ -8,7 +8,7 @@
  * events, every write wakes the peer on its own (on a VM, an inter-processor
  * interrupt and an exit to the hypervisor each); made in a burst, the peer is
  * woken once and finds them all. Measured on the project's benchmark machine,
- * the kernel time per proxied request fell by about 40% (README, Performance).
+ * the kernel time per proxied request fell by about 40% (docs/performance.md).
  * Nothing waits longer than the rest of the current loop iteration, so
  * latency does not grow; Netty's FlushConsolidationHandler does the same.
  */
