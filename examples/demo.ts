@@ -48,7 +48,7 @@ Strangler demo is up. Try:
   curl -i http://127.0.0.1:8080/api/users          # -> users service, sees /users
   curl -i -X DELETE http://127.0.0.1:8080/api/users/7   # DELETE is not moved yet -> monolith
   curl -i http://127.0.0.1:8080/orders/42          # -> monolith (not migrated)
-  curl -i http://127.0.0.1:8080/api/users/../../admin   # normalised to /admin -> monolith
+  curl -i --path-as-is http://127.0.0.1:8080/api/users/../../admin   # normalised to /admin by the gateway -> monolith
   curl -i http://127.0.0.1:8080/healthz            # the gateway itself
 
 Explain a request without sending it:

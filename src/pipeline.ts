@@ -13,7 +13,7 @@ import type { GatewayMetrics } from './observability/metrics';
 import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
 import { prepareUpstreamHeaders } from './proxy/headers';
 import { classifyError } from './proxy/upstream';
-import { canaryPathFor, fallbackPathFor, hostForMatching, upstreamPathFor, type CompiledRoute } from './routing/compile';
+import { canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, upstreamPathFor, type CompiledRoute } from './routing/compile';
 import type { CanaryState } from './canary/state';
 import type { ActiveTable } from './table';
 
@@ -320,13 +320,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
   return { onRequest, onUpgrade };
 }
 
-/**
- * The path sent upstream: as normalised, `;parameters` included (a legacy
- * `;jsessionid` keeps working); when a prefix is stripped, the parameter-free
- * path, because the prefix is measured on it.
- */
 function forwardPath(r: CompiledRoute, state: RequestState): string {
-  return state.matchPath !== state.path && (r.stripLength > 0 || r.canaryStripLength > 0) ? state.matchPath : state.path;
+  return forwardedPath(r, state.path, state.matchPath);
 }
 
 /** Picks the canary side for this user; records the choice on the state. */

@@ -132,3 +132,52 @@ routes:
     }
   });
 });
+
+describe('strangler explain says what the gateway does', () => {
+  let monolith: Upstream;
+  let users: Upstream;
+  let orders: Upstream;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    [monolith, users, orders] = await Promise.all([startUpstream(), startUpstream(), startUpstream()]);
+    gw = await startGateway(`
+upstreams:
+  monolith: { url: ${monolith.url} }
+  users: { url: ${users.url} }
+  orders: { url: ${orders.url}/v2 }
+routes:
+  - { name: users, path: /api/users, upstream: users, stripPrefix: /api }
+  - name: orders
+    path: /api/orders
+    upstream: monolith
+    canary: { upstream: orders, percent: 0, stripPrefix: /api, allowOverride: true }
+  - { name: legacy, path: /, upstream: monolith }
+`);
+  });
+  afterAll(async () => {
+    await gw.stop();
+    await Promise.all([monolith.close(), users.close(), orders.close()]);
+  });
+
+  const cases: Array<[target: string, headers: Record<string, string>]> = [
+    ['/api/users/7;jsessionid=abc?x=1', {}],
+    ['/shop/cart;jsessionid=abc?y=2', {}],
+    ['/api/orders/42;jsessionid=abc?x=1', { 'x-canary': 'never' }],
+    ['/api/orders/42;jsessionid=abc?x=1', { 'x-canary': 'always' }],
+    ['/api/orders', { 'x-canary': 'always' }],
+    ['/api/users/%2e%2e/admin?z', {}],
+    ['/api/users;v=1/7', {}],
+  ];
+
+  test.each(cases)('%s %j: the upstream and path explain names are the ones that receive it', async (target, headers) => {
+    const { explain } = await import('../src/routing/explain');
+    const said = explain(gw.gw.table.config, 'GET', target, headers);
+    const expected = said.canary ? { upstream: said.canary.upstream, path: said.canary.upstreamPath } : { upstream: said.upstream!.name, path: said.upstreamPath! };
+    for (const up of [monolith, users, orders]) up.received.length = 0;
+    expect((await send(gw.port, target, { headers })).status).toBe(200);
+    const byName: Record<string, Upstream> = { monolith, users, orders };
+    const got = Object.entries(byName).flatMap(([name, up]) => up.received.map((r) => ({ upstream: name, path: r.url })));
+    expect(got).toEqual([expected]);
+  });
+});

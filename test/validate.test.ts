@@ -67,6 +67,14 @@ interface BadCase {
 
 const badCases: BadCase[] = [
   {
+    label: 'a whole-request timeout shorter than the header timeout (Node would refuse to start)',
+    yaml: `server:
+  requestTimeoutMs: 60000
+${GOOD_UPSTREAMS}routes: []
+`,
+    problems: [[2, 21, 'server.requestTimeoutMs: 60000 is shorter than server.headersTimeoutMs (66000)']],
+  },
+  {
     label: 'YAML syntax: nested mapping in a compact mapping',
     yaml: `upstreams:
   users:

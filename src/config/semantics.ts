@@ -21,6 +21,16 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
     const schemes = new Set((u.urls ?? []).map((x) => new URL(x).protocol));
     if (schemes.size > 1) problems.push(map.problem(['upstreams', name, 'urls'], `upstreams.${name}.urls: every instance must use the same scheme (all http:// or all https://)`));
   }
+  const server = table.server;
+  // Node refuses to start a server whose header deadline is longer than its whole-request deadline.
+  if (server.requestTimeoutMs > 0 && server.headersTimeoutMs > server.requestTimeoutMs) {
+    problems.push(
+      map.problem(
+        ['server', 'requestTimeoutMs'],
+        `server.requestTimeoutMs: ${server.requestTimeoutMs} is shorter than server.headersTimeoutMs (${server.headersTimeoutMs}); the headers are part of the request, so it must be at least as long, or 0 to disable it`,
+      ),
+    );
+  }
   const authPolicyUsed = table.routes.some((r) => r && ((r.auth ?? table.auth?.default ?? 'none') !== 'none' || r.roles));
   if (authPolicyUsed && !table.auth?.jwt && !table.auth?.forward) {
     problems.push(map.problem(table.auth ? ['auth'] : ['routes'], 'auth: routes ask for authentication but neither auth.jwt nor auth.forward is configured'));

@@ -166,6 +166,16 @@ export function upstreamPathFor(route: CompiledRoute, path: string, query: strin
   return rewritePath(path, query, route.stripLength, route.basePath);
 }
 
+/**
+ * The path sent upstream: as normalised, `;parameters` included (a legacy
+ * `;jsessionid` keeps working); when the route strips a prefix on either side,
+ * the parameter-free path (`matchPath`) for every side, because the prefix is
+ * measured on it. The request path and `explain` both call this.
+ */
+export function forwardedPath(route: CompiledRoute, path: string, matchPath: string): string {
+  return matchPath !== path && (route.stripLength > 0 || route.canaryStripLength > 0) ? matchPath : path;
+}
+
 /** The path and query the canary side sees (canary.stripPrefix, the canary upstream's base path). */
 export function canaryPathFor(route: CompiledRoute, path: string, query: string): string {
   return rewritePath(path, query, route.canaryStripLength, route.canaryBasePath);

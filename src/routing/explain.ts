@@ -1,7 +1,7 @@
 import { normalizePath, pathForMatching, splitTarget } from '../core/path';
 import type { RouteTableConfig } from '../config/schema';
 import { CanaryState } from '../canary/state';
-import { canaryPathFor, fallbackPathFor, hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
+import { canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
 
 export interface Explanation {
   request: { method: string; target: string; host: string | null };
@@ -31,10 +31,12 @@ export function explain(config: RouteTableConfig, method: string, target: string
   if (rawPath === config.server.healthPath) return { ...out, outcome: 'health', status: 200 };
   const path = normalizePath(rawPath, config.server.encodedSlashes === 'decode');
   if (path === null) return { ...out, outcome: 'bad-path', status: 400 };
-  const route = matcher.match(m, matcher.usesHost ? hostForMatching(host ?? undefined) : '', pathForMatching(path));
+  const matchPath = pathForMatching(path);
+  const route = matcher.match(m, matcher.usesHost ? hostForMatching(host ?? undefined) : '', matchPath);
   if (!route) return { ...out, outcome: 'no-route', status: 404, normalizedPath: path };
   const upstream = config.upstreams[route.upstream]!;
-  const upstreamPath = upstreamPathFor(route, path, query);
+  const sent = forwardedPath(route, path, matchPath);
+  const upstreamPath = upstreamPathFor(route, sent, query);
   const origin = new URL(upstream.urls[0]!).origin;
   let canary: Explanation['canary'];
   const c = route.config.canary;
@@ -48,7 +50,7 @@ export function explain(config: RouteTableConfig, method: string, target: string
       bucket: d.bucket ?? null,
       percent: state.effectivePercent(),
       upstream: onCanary ? c.upstream : route.upstream,
-      upstreamPath: onCanary ? canaryPathFor(route, path, query) : upstreamPath,
+      upstreamPath: onCanary ? canaryPathFor(route, sent, query) : upstreamPath,
       newCookie: d.setCookie !== undefined,
     };
   }
@@ -59,7 +61,7 @@ export function explain(config: RouteTableConfig, method: string, target: string
     normalizedPath: path,
     route: { name: route.name, path: route.path, exact: route.exact, methods: route.methods ? [...route.methods] : 'any', host: route.config.host ?? null },
     upstream: { name: route.upstream, urls: upstream.urls },
-    ...(route.config.fallback ? { fallback: { name: route.config.fallback, upstreamPath: fallbackPathFor(route, path, query) } } : {}),
+    ...(route.config.fallback ? { fallback: { name: route.config.fallback, upstreamPath: fallbackPathFor(route, sent, query) } } : {}),
     upstreamPath,
     upstreamUrl: origin + upstreamPath,
   };
