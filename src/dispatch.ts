@@ -46,7 +46,10 @@ export class Exchange implements Deadline {
   /** A streamed body was handed to an attempt: it cannot be sent again. */
   private bodyStarted = false;
   private readonly hasBody: boolean;
-  private readonly deadline: number;
+  /** When the current attempt times out; counted from when the client's request has been received. */
+  private deadline: number;
+  /** A streamed body is still arriving from the client: the upstream's deadline has not started. */
+  private awaitingBody = false;
   private resolveAttempt: (() => void) | undefined = undefined;
   private rejectAttempt: ((e: AttemptError) => void) | undefined = undefined;
   private responded = false;
@@ -87,6 +90,8 @@ export class Exchange implements Deadline {
     this.req.once('end', () => {
       if (this.finished) return;
       this.body = Buffer.concat(chunks);
+      // The client's upload time is the client's: the upstream's deadline starts now.
+      this.deadline = performanceNow() + this.upstream.config.timeoutMs;
       this.tryUpstream(this.upstream, undefined);
     });
   }
@@ -124,17 +129,33 @@ export class Exchange implements Deadline {
     else {
       body = 'stream';
       this.bodyStarted = true;
+      // Streamed while the client still sends: a slow client must not time the upstream out (nor open
+      // its circuit). The deadline starts once the body is in; until then the client's own limit
+      // (server.requestTimeoutMs) applies.
+      if (!this.req.complete) {
+        this.awaitingBody = true;
+        this.req.once('end', onClientBodyEnd);
+      }
     }
     const remaining = this.isFallback ? up.config.timeoutMs : Math.min(up.config.timeoutMs, this.deadline - performanceNow());
     up.breaker.attempt(
       (resolve, reject) => {
         this.resolveAttempt = resolve;
         this.rejectAttempt = reject;
-        deadlines.arm(this, Math.max(1, Math.round(remaining)));
+        if (!this.awaitingBody) deadlines.arm(this, Math.max(1, Math.round(remaining)));
         up.transport.send(inst.index, this.req, this.res, body, (err) => this.onError(n, err));
       },
       (err) => this.afterAttempt(n, up, inst, err),
     );
+  }
+
+  /** The client's streamed body has been read and passed on: the upstream's deadline starts now. */
+  bodyReceived(): void {
+    if (!this.awaitingBody) return;
+    this.awaitingBody = false;
+    if (this.responded || this.finished || this.resolveAttempt === undefined) return;
+    this.deadline = performanceNow() + this.upstream.config.timeoutMs;
+    deadlines.arm(this, this.upstream.config.timeoutMs);
   }
 
   /** The upstream's response head arrived for the current attempt: stream it to the client. */
@@ -172,7 +193,9 @@ export class Exchange implements Deadline {
     }
     const kind = classifyError(err);
     const reused = this.state.proxyReq?.reusedSocket === true;
-    this.settleAttempt(new AttemptError(kind, true, kind === 'UPSTREAM_CONNECT_FAILED' || (kind === 'UPSTREAM_RESET' && reused)));
+    // Headers over the gateway's limit are the gateway's refusal, not the upstream failing.
+    const counts = kind !== 'UPSTREAM_HEADERS_TOO_LARGE';
+    this.settleAttempt(new AttemptError(kind, counts, kind === 'UPSTREAM_CONNECT_FAILED' || (kind === 'UPSTREAM_RESET' && reused)));
   }
 
   /** The attempt's deadline passed before the response head arrived. */
@@ -209,7 +232,7 @@ export class Exchange implements Deadline {
       return;
     }
     if (err.kind === 'CLIENT_ABORT' || err.kind === 'CIRCUIT_OPEN') return;
-    if (err.kind !== 'UPSTREAM_ERROR' && up.instances.failure(inst, err.kind === 'UPSTREAM_CONNECT_FAILED') > 0) {
+    if (err.counts && err.kind !== 'UPSTREAM_ERROR' && up.instances.failure(inst, err.kind === 'UPSTREAM_CONNECT_FAILED') > 0) {
       this.events.ejected(up.name);
       this.events.log.warn({ upstream: up.name, instance: inst.url, reqId: this.state.id }, 'instance ejected');
     }
@@ -277,7 +300,9 @@ export class Exchange implements Deadline {
   closed(aborted: boolean): void {
     this.finished = true;
     deadlines.disarm(this);
-    if (aborted) {
+    // Aborted, or answered by the gateway itself while an attempt was still under way (a 408 for a
+    // client too slow to send its body): the upstream request must not stay open, nor its attempt pending.
+    if (aborted || !this.responded) {
       const { proxyReq, proxyRes } = this.state;
       // Not ended: still being received, or received but not all relayed (the client stopped reading). Either way the upstream socket must not stay busy.
       if (proxyRes && !proxyRes.readableEnded) proxyRes.destroy();
@@ -292,6 +317,10 @@ export class Exchange implements Deadline {
 function nextInstanceSeconds(up: Upstream): number {
   const soonest = Math.min(...up.instances.instances.map((i) => i.ejectedUntil));
   return Math.max(1, Math.ceil((soonest - Date.now()) / 1000));
+}
+
+function onClientBodyEnd(this: IncomingMessage): void {
+  (stateOf(this)?.exchange as Exchange | undefined)?.bodyReceived();
 }
 
 function performanceNow(): number {

@@ -35,6 +35,8 @@ export interface PipelineHost {
 export interface Pipeline {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Node's parser or timers refused what the client sent. */
+  onClientError(err: NodeJS.ErrnoException, socket: Duplex): void;
 }
 
 const HEALTH_BODY = '{"status":"ok"}';
@@ -317,7 +319,32 @@ export function createPipeline(host: PipelineHost): Pipeline {
     }
   }
 
-  return { onRequest, onUpgrade };
+  /**
+   * Malformed requests, oversized headers and clients too slow to send their
+   * request: answered like Node would, but never crashing or logging the raw
+   * bytes. A request that was already being handled (its body arriving too
+   * slowly) gets a JSON 408 with its request id on its own response, unless
+   * its response has started: then the connection is closed.
+   */
+  function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (!socket.writable) return void socket.destroy();
+    const res = (socket as SocketWithRequests)[kOpen]?.[0];
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && res !== undefined) {
+      const state = stateOf(res.req);
+      if (res.headersSent || state === undefined) return void socket.destroy();
+      state.errorCode = 'REQUEST_TIMEOUT';
+      state.settled = true;
+      res.shouldKeepAlive = false;
+      sendError(res, 'REQUEST_TIMEOUT', state.id);
+      // The rest of the body will never come: close once the answer is out.
+      res.once('finish', () => socket.destroy());
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  }
+
+  return { onRequest, onUpgrade, onClientError };
 }
 
 function forwardPath(r: CompiledRoute, state: RequestState): string {

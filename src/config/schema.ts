@@ -115,6 +115,8 @@ export const UpstreamSchema = z
     preserveHost: bool.default(true),
     /** Cap on open connections to each instance (keep-alive pool size). */
     maxSockets: int(1, 65_535).default(1024),
+    /** Largest response head accepted from this upstream; a larger one is refused (502), not counted as the upstream failing. */
+    maxResponseHeaderBytes: int(1024, 1_048_576).default(65_536),
     /** Idle keep-alive connections are closed after this; keep it below the upstream's keepAliveTimeout. */
     idleTimeoutMs: int(100, 600_000).default(4_000),
     /** Bulkhead: at most this many requests in flight to this upstream; more are refused (503) or fall back. */

@@ -17,6 +17,8 @@ export const ErrorCatalogue = {
   UPSTREAM_SATURATED: { status: 503, message: 'The upstream service has too many requests in flight' },
   UPSTREAM_TIMEOUT: { status: 504, message: 'The upstream service did not answer in time' },
   UPSTREAM_ERROR: { status: 502, message: 'The upstream service failed' },
+  UPSTREAM_HEADERS_TOO_LARGE: { status: 502, message: 'The upstream service answered with headers larger than the gateway accepts' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time' },
   INTERNAL: { status: 500, message: 'The gateway failed to handle the request' },
 } as const;
 

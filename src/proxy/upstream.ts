@@ -53,7 +53,12 @@ export function bufferedBody(body: Buffer): BodySource {
  * nothing in the gateway uses async hooks.
  */
 class PoolAgent extends Agent {
+  /** The upstream's `maxResponseHeaderBytes`. */
+  responseHeaderLimit = 0;
+
   addRequest(req: ClientRequest, options: AgentRequestOptions): void {
+    // Read when the request gets its socket (a tick later): Node's own default is 16 KiB.
+    (req as ClientRequest & { maxHeaderSize?: number }).maxHeaderSize = this.responseHeaderLimit;
     const name = this.getName(options);
     const free = this.freeSockets[name];
     const busy = this.sockets[name];
@@ -69,6 +74,16 @@ class PoolAgent extends Agent {
       }
     }
     (Agent.prototype as unknown as AgentInternals).addRequest.call(this, req, options);
+  }
+}
+
+/** The HTTPS pool: the stock agent, with the upstream's response head limit. */
+class PoolHttpsAgent extends HttpsAgent {
+  responseHeaderLimit = 0;
+
+  addRequest(req: ClientRequest, options: AgentRequestOptions): void {
+    (req as ClientRequest & { maxHeaderSize?: number }).maxHeaderSize = this.responseHeaderLimit;
+    (HttpsAgent.prototype as unknown as AgentInternals).addRequest.call(this, req, options);
   }
 }
 
@@ -111,12 +126,14 @@ export class UpstreamTransport {
       scheduling: 'lifo' as const,
     };
     // Plain HTTP has no SNI: an empty servername spares the agent working one out from the Host header per request.
-    this.agent = https ? new HttpsAgent(agentOptions) : new PoolAgent({ ...agentOptions, servername: '' } as typeof agentOptions);
+    const agent = https ? new PoolHttpsAgent(agentOptions) : new PoolAgent({ ...agentOptions, servername: '' } as typeof agentOptions);
+    agent.responseHeaderLimit = config.maxResponseHeaderBytes;
+    this.agent = agent;
     registerPool(this);
     const make = (u: string, body: BodySource | undefined): httpProxy => {
       const url = new URL(u);
       const host = url.hostname.replace(/^\[|\]$/g, '');
-      const proxy = httpProxy.createProxyServer({
+      const options: httpProxy.ServerOptions & ProxyOptions = {
         // Pre-parsed: http-proxy would otherwise url.parse() a string target per request.
         target: { protocol: url.protocol, host, hostname: host, port: url.port || (https ? '443' : '80'), path: '' } as unknown as httpProxy.ServerOptions['target'],
         agent: this.agent,
@@ -128,13 +145,16 @@ export class UpstreamTransport {
         changeOrigin: !config.preserveHost,
         // The response head is written by the gateway, so hop-by-hop headers never reach the client.
         selfHandleResponse: true,
+        // Read by onProxyReqWs from the options http-proxy hands its events (upgrades do not use the pool).
+        maxResponseHeaderBytes: config.maxResponseHeaderBytes,
         // http-proxy's option for a body other than the request stream (typed as a stream, used only through pipe()).
         ...(body === undefined ? {} : { buffer: body as unknown as httpProxy.ServerOptions['buffer'] }),
-      });
+      };
+      const proxy = httpProxy.createProxyServer(options);
       // Errors are delivered to each attempt's callback; this listener only keeps a stray one from crashing the process.
       proxy.on('error', ignore);
       proxy.on('proxyReq', onProxyReq);
-      proxy.on('proxyReqWs', onProxyReqWs);
+      proxy.on('proxyReqWs', onProxyReqWs as (proxyReq: ClientRequest, req: IncomingMessage) => void);
       proxy.on('proxyRes', onResponse);
       return proxy;
     };
@@ -284,7 +304,9 @@ function onProxyReq(proxyReq: ClientRequest, req: IncomingMessage): void {
   if (state.settled) proxyReq.destroy();
 }
 
-function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage): void {
+function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage, _socket: unknown, options: ProxyOptions): void {
+  // Emitted right after the request is made, before it has a socket: the limit still applies.
+  (proxyReq as ClientRequest & { maxHeaderSize?: number }).maxHeaderSize = options.maxResponseHeaderBytes;
   const state = stateOf(req);
   if (!state) return;
   state.proxyReq = proxyReq;
@@ -295,10 +317,13 @@ function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage): void {
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT', 'EADDRNOTAVAIL', 'ECONNABORTED']);
 
-export type FailureKind = 'UPSTREAM_CONNECT_FAILED' | 'UPSTREAM_RESET' | 'UPSTREAM_ERROR';
+type ProxyOptions = { maxResponseHeaderBytes?: number };
+
+export type FailureKind = 'UPSTREAM_CONNECT_FAILED' | 'UPSTREAM_RESET' | 'UPSTREAM_ERROR' | 'UPSTREAM_HEADERS_TOO_LARGE';
 
 export function classifyError(err: NodeJS.ErrnoException): FailureKind {
   if (err.code && CONNECT_ERRORS.has(err.code)) return 'UPSTREAM_CONNECT_FAILED';
+  if (err.code === 'HPE_HEADER_OVERFLOW') return 'UPSTREAM_HEADERS_TOO_LARGE';
   if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return 'UPSTREAM_RESET';
   return 'UPSTREAM_ERROR';
 }
