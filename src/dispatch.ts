@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { sendError, type ErrorCode } from './core/errors';
 import { deadlines, type Deadline } from './core/deadlines';
 import { stateOf, type RequestState } from './core/state';
@@ -64,7 +64,7 @@ export class Exchange implements Deadline {
     private readonly fallbackPath: string,
     primary: Upstream,
     private readonly fallback: Upstream | undefined,
-    private readonly events: DispatchEvents,
+    readonly events: DispatchEvents,
   ) {
     this.upstream = primary;
     const h = req.headers;
@@ -158,6 +158,20 @@ export class Exchange implements Deadline {
     deadlines.arm(this, this.upstream.config.timeoutMs);
   }
 
+  /**
+   * The attempt's upstream request closed. Node closes it without an error or
+   * a response in a few cases (an upstream answering `101` to a plain
+   * request): the attempt must still end, or the client would wait for ever.
+   */
+  upstreamClosed(proxyReq: ClientRequest): void {
+    if (proxyReq !== this.state.proxyReq || this.responded || this.finished || this.resolveAttempt === undefined) return;
+    // An error, when there is one, comes with the close: let it be the attempt's outcome.
+    const n = this.attempt;
+    setImmediate(() => {
+      if (n === this.attempt && this.resolveAttempt !== undefined) this.onError(n, Object.assign(new Error('the upstream closed the request without an answer'), { code: 'UPSTREAM_NO_ANSWER' }));
+    });
+  }
+
   /** The upstream's response head arrived for the current attempt: stream it to the client. */
   onHeaders(proxyRes: IncomingMessage): void {
     const state = this.state;
@@ -167,14 +181,24 @@ export class Exchange implements Deadline {
       this.settleAttempt(new AttemptError('CLIENT_ABORT', false));
       return;
     }
-    state.settled = true;
-    this.responded = true;
-    state.proxyRes = proxyRes;
     const status = proxyRes.statusCode ?? 502;
     const headers = responseHeaders(proxyRes.rawHeaders, state.id);
     if (this.isFallback) headers.push('X-Strangler-Fallback', this.upstream.name);
     if (state.extraResponseHeaders !== undefined) headers.push(...state.extraResponseHeaders);
-    this.res.writeHead(status, proxyRes.statusMessage, headers);
+    try {
+      this.res.writeHead(status, proxyRes.statusMessage, headers);
+    } catch (err) {
+      // A head Node will not write (a control character in the status line or a header): the upstream's fault, answered 502.
+      proxyRes.destroy();
+      // writeHead keeps the reason phrase it refused: the gateway's own answer must not reuse it.
+      this.res.statusMessage = '';
+      this.events.log.warn({ reqId: state.id, upstream: this.upstream.name, err: (err as NodeJS.ErrnoException).code }, 'upstream response head refused');
+      this.settleAttempt(new AttemptError('UPSTREAM_ERROR', true));
+      return;
+    }
+    state.settled = true;
+    this.responded = true;
+    state.proxyRes = proxyRes;
     relay(proxyRes, this.res);
     // The breaker judges the head only: a failure status counts, and the response still reaches the client.
     this.settleAttempt(this.upstream.config.breaker.failureStatuses.includes(status) ? new AttemptError('UPSTREAM_STATUS', true) : undefined);
@@ -204,8 +228,8 @@ export class Exchange implements Deadline {
     const state = this.state;
     state.timedOut = true;
     // Destroying surfaces as the attempt's error, answered 504 because timedOut is set;
-    // with no socket yet (pool saturated) there is nothing to destroy: answer now.
-    if (state.proxyReq) state.proxyReq.destroy();
+    // with no socket yet (pool saturated), or a request already closed without an error, answer now.
+    if (state.proxyReq !== undefined && !state.proxyReq.destroyed) state.proxyReq.destroy();
     else this.settleAttempt(new AttemptError('UPSTREAM_TIMEOUT', true));
   }
 
@@ -330,7 +354,16 @@ function performanceNow(): number {
 
 /** The transports' shared response handler: hands the head to the request's exchange. */
 export function onUpstreamResponse(proxyRes: IncomingMessage, req: IncomingMessage): void {
-  const ex = stateOf(req)?.exchange as Exchange | undefined;
-  if (ex === undefined) proxyRes.destroy();
-  else ex.onHeaders(proxyRes);
+  const state = stateOf(req);
+  const ex = state?.exchange as Exchange | undefined;
+  if (ex === undefined) return void proxyRes.destroy();
+  try {
+    ex.onHeaders(proxyRes);
+  } catch (err) {
+    // Never a hang: a 502 while nothing was sent, a closed connection once the response has started.
+    proxyRes.destroy();
+    if (state!.res !== undefined) sendError(state!.res, 'UPSTREAM_ERROR', state!.id);
+    state!.settled = true;
+    ex.events.log.error({ reqId: state!.id, err }, 'relaying the upstream response failed');
+  }
 }

@@ -25,7 +25,7 @@ export class RequestState {
   /** Its close was handled (metrics, access log, counters): exactly once. */
   finished = false;
   /** The request's dispatch (retries, fallback), told when the response closes. */
-  exchange: { closed(aborted: boolean): void } | undefined = undefined;
+  exchange: { closed(aborted: boolean): void; upstreamClosed(proxyReq: ClientRequest): void } | undefined = undefined;
   /** Verified user id, when the route authenticated one (for logs and canary stickiness). */
   userId: string | undefined = undefined;
   /** Why authentication failed, as a reason code (never the credential). */

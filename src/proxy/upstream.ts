@@ -1,10 +1,11 @@
-import { Agent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent, STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { UpstreamConfig } from '../config/schema';
 import { stateOf } from '../core/state';
+import { responseHeaders } from './headers';
 import { later } from './writeBatch';
 
 /** Called with the upstream's response head for the request's current attempt. */
@@ -300,19 +301,57 @@ function onProxyReq(proxyReq: ClientRequest, req: IncomingMessage): void {
   const state = stateOf(req);
   if (!state) return;
   state.proxyReq = proxyReq;
+  (proxyReq as ClientRequest & { [kClientReq]?: IncomingMessage })[kClientReq] = req;
+  // `on`, not `once`: the request object is used once, and `once` would allocate a wrapper per request.
+  proxyReq.on('close', onProxyReqClose);
   // The gateway already answered (timeout while waiting for a pooled socket): drop it.
   if (state.settled) proxyReq.destroy();
 }
 
-function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage, _socket: unknown, options: ProxyOptions): void {
+const kClientReq = Symbol('strangler.clientRequest');
+
+function onProxyReqClose(this: ClientRequest & { [kClientReq]?: IncomingMessage }): void {
+  const req = this[kClientReq];
+  if (req !== undefined) stateOf(req)?.exchange?.upstreamClosed(this);
+}
+
+function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage, socket: Duplex, options: ProxyOptions): void {
   // Emitted right after the request is made, before it has a socket: the limit still applies.
   (proxyReq as ClientRequest & { maxHeaderSize?: number }).maxHeaderSize = options.maxResponseHeaderBytes;
   const state = stateOf(req);
   if (!state) return;
   state.proxyReq = proxyReq;
+  const requestId = state.id;
+  // http-proxy relays a refused upgrade's head unfiltered, with its chunked framing while piping the
+  // de-chunked body. Its listener is added after this event, so the `response` event is taken over
+  // here (upgrades are rare: a closure per upgrade is fine) and answered like any proxied response.
+  const emit = proxyReq.emit;
+  proxyReq.emit = function (this: ClientRequest, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'response') {
+      refusedUpgrade(args[0] as IncomingMessage, socket, requestId);
+      return true;
+    }
+    return (emit as (event: string | symbol, ...args: unknown[]) => boolean).call(this, event, ...args);
+  } as typeof proxyReq.emit;
+  // The 101 head is written by http-proxy from these headers: it carries the request id too.
+  proxyReq.prependListener('upgrade', (res: IncomingMessage) => (res.headers['x-request-id'] = requestId));
   // Registered before http-proxy's own listener: the flag is set before any frame flows, so a
   // later socket error is never answered with an HTTP status on an upgraded connection.
   proxyReq.once('upgrade', () => (state.upgraded = true));
+}
+
+/** An upstream that answered an upgrade with a plain response: filtered head, the body delimited by the close. */
+function refusedUpgrade(res: IncomingMessage, socket: Duplex, requestId: string): void {
+  if (!socket.writable) {
+    res.destroy();
+    return;
+  }
+  const status = res.statusCode ?? 502;
+  const headers = responseHeaders(res.rawHeaders, requestId);
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  socket.write(`${head}connection: close\r\n\r\n`);
+  res.pipe(socket);
 }
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT', 'EADDRNOTAVAIL', 'ECONNABORTED']);
