@@ -87,7 +87,7 @@ export function retiredUpstreams(previous: ActiveTable, next: ActiveTable): Upst
 }
 
 /** Without an auth block the default identity headers are still never believed from a client. */
-const DEFAULT_IDENTITY_HEADERS = ['X-User-Id', 'X-User-Email', 'X-User-Roles'];
+const DEFAULT_IDENTITY_HEADERS = ['X-User-Id', 'X-User-Email', 'X-User-Roles', 'X-Strangler-Identity'];
 
 function sameUpstream(a: UpstreamConfig, b: UpstreamConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b);

@@ -183,7 +183,10 @@ describe('RS256 through a JWKS server', () => {
     // A refetch attempt (unknown kid) against the failing server must not drop the keys we have.
     const unknown = await sign(await makeKey('k9'), { sub: 'x' });
     const before = keys.hits;
-    expect((await send(gw.port, '/x', { headers: bearer(unknown) })).status).toBe(401);
+    // Its key could not be fetched: the token cannot be judged, which is an outage, not bad credentials.
+    const u = await send(gw.port, '/x', { headers: bearer(unknown) });
+    expect(u.status).toBe(503);
+    expect(json(u).error.code).toBe('AUTH_UNAVAILABLE');
     expect(keys.hits - before).toBe(1);
     const t2 = await sign(k2, { sub: 'after-failed-refetch' });
     const r = await send(gw.port, '/x', { headers: bearer(t2) });
@@ -197,10 +200,11 @@ describe('RS256 through a JWKS server', () => {
     const r = await send(gw.port, '/x', { headers: bearer(t1) });
     expect(r.status).toBe(200);
     expect(up.received[0]!.headers['x-user-id']).toBe('server-gone');
-    // Unknown kid while the server is down: the token is refused as invalid (401), not an outage.
+    // Unknown kid while the server is down: it cannot be checked, so 503 AUTH_UNAVAILABLE, not 401.
     const unknown = await sign(await makeKey('k10'), { sub: 'x' });
     const u = await send(gw.port, '/x', { headers: bearer(unknown) });
-    expect(u.status).toBe(401);
+    expect(u.status).toBe(503);
+    expect(json(u).error.code).toBe('AUTH_UNAVAILABLE');
   });
 });
 

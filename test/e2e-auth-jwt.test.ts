@@ -97,6 +97,16 @@ describe('HS256 tokens (auth.jwt.secret from the environment)', () => {
     expect(last(up).headers['x-user-email']).toBeUndefined();
   });
 
+  test('a role holding a separator (["viewer,admin"]) makes the token invalid: 401, nothing proxied, the reason logged', async () => {
+    for (const role of ['viewer,admin', 'viewer admin']) {
+      const token = await hs256({ sub: 'user-44', roles: [role] });
+      const r = await send(gw.port, '/admin', { headers: bearer(token) });
+      expect(r.status).toBe(401);
+    }
+    expect(up.received).toHaveLength(0);
+    expect(gw.logs.lines.some((l) => l.msg === 'authentication refused' && /contains a comma or white space/.test(String(l.detail)))).toBe(true);
+  });
+
   test('the bearer scheme is case-insensitive', async () => {
     const token = await hs256({ sub: 'user-44' });
     const r = await send(gw.port, '/api/x', { headers: { authorization: `bearer ${token}` } });

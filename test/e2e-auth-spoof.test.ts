@@ -213,6 +213,12 @@ routes:
     expectNoClientValues(raw);
   });
 
+  test('X-Strangler-Identity from a client never arrives when the internal token is off', async () => {
+    const r = await sendRaw(gw.port, '/public/x', ['X-Strangler-Identity', 'forged.jwt.value', 'X-STRANGLER_IDENTITY', 'forged-2']);
+    expect(r.status).toBe(200);
+    expect(up.received[0]!.rawHeaders.join('\n').toLowerCase()).not.toContain('forged');
+  });
+
   test('optional route without a token: nothing arrives', async () => {
     const r = await sendRaw(gw.port, '/soft', SPOOFED);
     expect(r.status).toBe(200);
@@ -317,6 +323,13 @@ routes:
     await until(() => live.seen.length === 1);
     expect(identityHeaders(live.seen[0]!.rawHeaders)).toEqual([]);
     expectNoClientValues(live.seen[0]!.rawHeaders);
+  });
+
+  test('X-Strangler-Identity from a client never arrives, although the internal token is off', async () => {
+    const r = await sendRaw(gw.port, '/x', ['X-Strangler-Identity', 'forged.jwt.value', 'x-strangler_identity', 'forged-2']);
+    expect(r.status).toBe(200);
+    const raw = up.received[0]!.rawHeaders.join('\n').toLowerCase();
+    expect(raw).not.toContain('forged');
   });
 
   test('other headers still pass (the stripping is targeted)', async () => {

@@ -56,8 +56,9 @@ export class Authenticator {
 
   /** Headers only the gateway may set: every client-sent copy is stripped, on every route. */
   ownedHeaders(): string[] {
-    const names = [this.userIdHeader, this.emailHeader, this.rolesHeader, ...(this.config.forward?.copyHeaders ?? [])];
-    if (this.internal && this.internalHeader !== 'authorization') names.push(this.internalHeader);
+    const names = [this.userIdHeader, this.emailHeader, this.rolesHeader, ...(this.config.forward?.copyHeaders ?? []), 'X-Strangler-Identity'];
+    // Dropped from clients whether or not the token is on: a service that checks it must never see a client's copy.
+    if (this.internalHeader !== 'authorization') names.push(this.internalHeader);
     return names;
   }
 

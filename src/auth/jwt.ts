@@ -103,21 +103,29 @@ export class JwtVerifier {
         requiredClaims: ['exp'],
       });
       const identity = this.identityOf(payload);
-      if (identity === undefined) return { ok: false, reason: 'invalid', detail: `claim ${this.cfg.claims.userId} missing` };
+      if (typeof identity === 'string') return { ok: false, reason: 'invalid', detail: identity };
       const result: AuthResult = { ok: true, identity };
       this.cache.set(hash(token), { result, until: payload.exp! * 1000 + this.cfg.clockToleranceSec * 1000 });
       return result;
     } catch (err) {
       if (err instanceof errors.JWTExpired) return EXPIRED;
-      if (err instanceof errors.JWKSNoMatchingKey) return { ok: false, reason: 'invalid', detail: 'unknown signing key' };
+      if (err instanceof errors.JWKSNoMatchingKey) {
+        // A key the gateway could not refetch (the key server is down) cannot be judged: that is not the user's fault.
+        if (this.keys?.lastError !== undefined) return { ok: false, reason: 'unavailable', detail: 'unknown signing key, and the key server cannot be reached' };
+        return { ok: false, reason: 'invalid', detail: 'unknown signing key' };
+      }
       return { ok: false, reason: 'invalid', detail: (err as { code?: string }).code ?? 'verification failed' };
     }
   }
 
-  private identityOf(p: JWTPayload): Identity | undefined {
+  /** The identity a verified token carries, or why it cannot be used. */
+  private identityOf(p: JWTPayload): Identity | string {
     const c = this.cfg.claims;
     const userId = p[c.userId];
-    if (typeof userId !== 'string' && typeof userId !== 'number') return undefined;
+    if (typeof userId !== 'string' && typeof userId !== 'number') return `claim ${c.userId} missing`;
+    // Roles go upstream comma-separated: a role that holds a separator would read as two roles there.
+    const roles = p[c.roles];
+    if (Array.isArray(roles) && roles.some((r) => typeof r === 'string' && /[\s,]/.test(r))) return `a role in claim ${c.roles} contains a comma or white space`;
     const email = p[c.email];
     return { userId: String(userId), email: typeof email === 'string' ? email : undefined, roles: parseRoles(p[c.roles]), source: 'jwt', copied: undefined };
   }
