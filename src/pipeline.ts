@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { AuthResult, Identity } from './auth';
 import { errorBody, rawErrorResponse, rawResponse, sendError, type ErrorCode } from './core/errors';
 import { normalizePath, pathForMatching, splitTarget } from './core/path';
+import { malformedRequest } from './core/requestShape';
 import { attachState, RequestState, stateOf } from './core/state';
 import { Exchange, type DispatchEvents } from './dispatch';
 import type { AccessLog } from './observability/accessLog';
@@ -43,7 +44,11 @@ const HEALTH_BODY = '{"status":"ok"}';
 
 /** The responses of a connection that have not finished (more than one only when the client pipelines). */
 const kOpen = Symbol('strangler.openResponses');
-type SocketWithRequests = Socket & { [kOpen]?: ServerResponse[] };
+/** A parse error's answer, held until the earlier pipelined responses of the connection are out. */
+const kPendingError = Symbol('strangler.pendingError');
+type SocketWithRequests = Socket & { [kOpen]?: ServerResponse[]; [kPendingError]?: string };
+
+const OPTIONS_ALLOW = 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS';
 
 /** A response the gateway gives instead of proxying (auth refusals). */
 interface Refusal {
@@ -82,10 +87,17 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const state = stateOf(res.req);
     if (!state || state.finished) return;
     state.finished = true;
-    const open = (res.req.socket as SocketWithRequests)[kOpen];
+    const socket = res.req.socket as SocketWithRequests;
+    const open = socket[kOpen];
     if (open !== undefined) {
       const i = open.indexOf(res);
       if (i !== -1) open.splice(i, 1);
+      const pending = socket[kPendingError];
+      if (pending !== undefined && open.length === 0) {
+        socket[kPendingError] = undefined;
+        if (res.shouldKeepAlive && socket.writable) socket.end(pending);
+        else socket.destroy();
+      }
     }
     host.requestFinished();
     const aborted = !res.writableFinished;
@@ -104,7 +116,6 @@ export function createPipeline(host: PipelineHost): Pipeline {
     }
     const access = host.accessLog;
     if (access === null) return;
-    const socket = res.req.socket;
     access.request(state, { status: res.statusCode, durationMs: ms, bytes: socket.bytesWritten - state.socketBytesAtStart, aborted, client: socket.remoteAddress });
   }
 
@@ -112,6 +123,13 @@ export function createPipeline(host: PipelineHost): Pipeline {
     state.errorCode = code;
     state.settled = true;
     sendError(res, code, state.id);
+  }
+
+  /** Refuses a request whose framing cannot be trusted: nothing after it on the connection is read. */
+  function rejectAndClose(res: ServerResponse, state: RequestState, code: ErrorCode): void {
+    res.shouldKeepAlive = false;
+    res.once('finish', closeConnection);
+    reject(res, state, code);
   }
 
   /** Normalise and match; an error code when the request cannot be routed. */
@@ -212,6 +230,14 @@ export function createPipeline(host: PipelineHost): Pipeline {
 
   function handle(req: IncomingMessage, res: ServerResponse, state: RequestState, query: string): void {
     const table = host.table;
+    if (state.path === '*') {
+      // The asterisk form asks the server itself (RFC 9112 §3.2.4): OPTIONS only, answered by the gateway.
+      if (state.method !== 'OPTIONS') return reject(res, state, 'BAD_REQUEST');
+      state.settled = true;
+      res.writeHead(204, { allow: OPTIONS_ALLOW, 'x-request-id': state.id });
+      res.end();
+      return;
+    }
     if (state.path === table.healthPath) {
       state.settled = true;
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': HEALTH_BODY.length, 'x-request-id': state.id, 'cache-control': 'no-store' });
@@ -257,6 +283,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
     if (socket.destroyed) return finish(res);
     if (host.draining) res.shouldKeepAlive = false;
     try {
+      const malformed = malformedRequest(req);
+      if (malformed !== undefined) return rejectAndClose(res, state, malformed);
       handle(req, res, state, query);
     } catch (err) {
       host.log.error({ reqId: state.id, err }, 'request handling failed');
@@ -296,6 +324,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, undefined, 0);
     attachState(req, state);
     try {
+      const malformed = malformedRequest(req);
+      if (malformed !== undefined) return refuseSocket(socket, state, malformed);
       const table = host.table;
       const r = route(req, state, table);
       if (typeof r === 'string') return refuseSocket(socket, state, r);
@@ -327,8 +357,13 @@ export function createPipeline(host: PipelineHost): Pipeline {
    * its response has started: then the connection is closed.
    */
   function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    if (!socket.writable) return void socket.destroy();
-    const res = (socket as SocketWithRequests)[kOpen]?.[0];
+    // A reset or a broken connection: nothing to answer; closing it ends (and aborts) what is open on it.
+    const code = err.code ?? '';
+    // So does a client that stopped sending mid-request (its side ended: HPE_INVALID_EOF_STATE).
+    if (!socket.writable || socket.readableEnded || (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT')) return void socket.destroy();
+    const open = (socket as SocketWithRequests)[kOpen];
+    // The request being received is the connection's latest.
+    const res = open?.[open.length - 1];
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && res !== undefined) {
       const state = stateOf(res.req);
       if (res.headersSent || state === undefined) return void socket.destroy();
@@ -340,11 +375,26 @@ export function createPipeline(host: PipelineHost): Pipeline {
       res.once('finish', () => socket.destroy());
       return;
     }
+    if (res !== undefined && !res.req.complete) {
+      // The body of the request being handled is malformed (a bad chunk size): that request cannot be
+      // completed. A 400 while nothing was sent (its upstream attempt is cancelled), else the connection closes.
+      const state = stateOf(res.req);
+      if (res.headersSent || state === undefined || state.finished) return void socket.destroy();
+      state.settled = false;
+      return rejectAndClose(res, state, 'BAD_REQUEST');
+    }
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    const answer = `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`;
+    // Earlier pipelined requests are still being answered: their responses go first, then this one.
+    if (open !== undefined && open.length > 0) (socket as SocketWithRequests)[kPendingError] = answer;
+    else socket.end(answer);
   }
 
   return { onRequest, onUpgrade, onClientError };
+}
+
+function closeConnection(this: ServerResponse): void {
+  this.req.socket.destroy();
 }
 
 function forwardPath(r: CompiledRoute, state: RequestState): string {

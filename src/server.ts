@@ -121,6 +121,10 @@ export class Gateway implements PipelineHost, AdminControl {
       connectionsCheckingInterval: checkingIntervalMs(s.headersTimeoutMs, s.requestTimeoutMs),
       // Node's default 1000 header lines is generous; the byte limit above is what protects us.
     });
+    // No count limit in Node's parser: past it Node drops header lines from req.headers while still framing
+    // the body with them (a dropped Content-Length). The byte limit bounds memory; the pipeline refuses
+    // requests with MAX_HEADER_LINES or more lines (431).
+    this.server.maxHeadersCount = 0;
     const pipeline = createPipeline(this);
     this.server.on('request', pipeline.onRequest);
     this.server.on('upgrade', pipeline.onUpgrade);

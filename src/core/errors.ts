@@ -9,6 +9,8 @@ export const ErrorCatalogue = {
   FORBIDDEN: { status: 403, message: 'Your account is not allowed to use this resource' },
   AUTH_UNAVAILABLE: { status: 503, message: 'Your session cannot be checked right now' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No route matches this request' },
+  BAD_REQUEST: { status: 400, message: 'The request is malformed' },
+  REQUEST_HEADERS_TOO_LARGE: { status: 431, message: 'The request has too many header lines' },
   BAD_PATH: { status: 400, message: 'The request path cannot be normalised safely' },
   UNSUPPORTED_TRANSFER_CODING: { status: 501, message: 'Only the chunked transfer coding is supported' },
   UPSTREAM_CONNECT_FAILED: { status: 502, message: 'The upstream service could not be reached' },
