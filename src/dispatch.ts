@@ -3,7 +3,7 @@ import { sendError, type ErrorCode } from './core/errors';
 import { deadlines, type Deadline } from './core/deadlines';
 import { stateOf, type RequestState } from './core/state';
 import type { Logger } from './observability/logger';
-import { responseHeaders } from './proxy/headers';
+import { responseHeaders, restorePrefix } from './proxy/headers';
 import { relay } from './proxy/relay';
 import { bufferedBody, classifyError } from './proxy/upstream';
 import { AttemptError } from './resilience/breaker';
@@ -65,6 +65,9 @@ export class Exchange implements Deadline {
     primary: Upstream,
     private readonly fallback: Upstream | undefined,
     readonly events: DispatchEvents,
+    /** The stripped prefix to put back in Location and Set-Cookie paths ('' for none), for the first upstream and the fallback. */
+    private readonly restore = '',
+    private readonly fallbackRestore = '',
   ) {
     this.upstream = primary;
     const h = req.headers;
@@ -183,6 +186,8 @@ export class Exchange implements Deadline {
     }
     const status = proxyRes.statusCode ?? 502;
     const headers = responseHeaders(proxyRes.rawHeaders, state.id);
+    const prefix = this.isFallback ? this.fallbackRestore : this.restore;
+    if (prefix !== '') restorePrefix(headers, prefix, this.route.rewriteLocation, this.route.rewriteCookiePath, this.upstream.config.urls.map(originOf));
     if (this.isFallback) headers.push('X-Strangler-Fallback', this.upstream.name);
     if (state.extraResponseHeaders !== undefined) headers.push(...state.extraResponseHeaders);
     try {
@@ -341,6 +346,10 @@ export class Exchange implements Deadline {
 function nextInstanceSeconds(up: Upstream): number {
   const soonest = Math.min(...up.instances.instances.map((i) => i.ejectedUntil));
   return Math.max(1, Math.ceil((soonest - Date.now()) / 1000));
+}
+
+function originOf(url: string): string {
+  return new URL(url).origin;
 }
 
 function onClientBodyEnd(this: IncomingMessage): void {

@@ -196,7 +196,19 @@ export function createPipeline(host: PipelineHost): Pipeline {
     let exchange: Exchange;
     if (canary !== undefined && canaryChosen(req, state, canary, identity)) {
       // The canary side; if it cannot be reached (or its circuit is open) the primary answers instead.
-      exchange = new Exchange(req, res, state, r, canaryPathFor(r, forwardPath(r, state), query), upstreamPathFor(r, forwardPath(r, state), query), table.upstreams.get(canary.config.upstream)!, table.upstreams.get(r.upstream)!, host.dispatchEvents);
+      exchange = new Exchange(
+        req,
+        res,
+        state,
+        r,
+        canaryPathFor(r, forwardPath(r, state), query),
+        upstreamPathFor(r, forwardPath(r, state), query),
+        table.upstreams.get(canary.config.upstream)!,
+        table.upstreams.get(r.upstream)!,
+        host.dispatchEvents,
+        r.canaryRestorePrefix,
+        r.restorePrefix,
+      );
     } else {
       const fallback = r.fallback === null ? undefined : table.upstreams.get(r.fallback);
       exchange = new Exchange(
@@ -209,6 +221,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
         table.upstreams.get(r.upstream)!,
         fallback,
         host.dispatchEvents,
+        r.restorePrefix,
       );
     }
     state.exchange = exchange;

@@ -184,6 +184,10 @@ export const RouteSchema = z.strictObject({
   stripPrefix: routePath.optional(),
   /** Whether WebSocket upgrades are proxied on this route. */
   websocket: bool.default(true),
+  /** Put the stripped prefix back in front of an absolute-path Location (nginx's proxy_redirect); default: on when a prefix is stripped. */
+  rewriteLocation: bool.optional(),
+  /** Put the stripped prefix back in front of a Set-Cookie Path (nginx's proxy_cookie_path); default: on when a prefix is stripped. */
+  rewriteCookiePath: bool.optional(),
   /** Upstream that answers (with the original, unstripped path) when `upstream`'s circuit is open or it cannot be reached. */
   fallback: name.optional(),
   /** Retry once on a connect failure or a reset reused connection, for these methods. */

@@ -81,7 +81,11 @@ function stripHopByHop(h: IncomingHttpHeaders, keepUpgrade: boolean): void {
   if (h['proxy-connection'] !== undefined) delete h['proxy-connection'];
   if (h['proxy-authorization'] !== undefined) delete h['proxy-authorization'];
   if (h['proxy-authenticate'] !== undefined) delete h['proxy-authenticate'];
-  if (h.te !== undefined) delete h.te;
+  // TE is hop-by-hop; `trailers` alone is passed on when the client asked for it: the gateway relays trailer fields.
+  if (h.te !== undefined) {
+    if (/(^|,)\s*trailers\s*(;|,|$)/i.test(String(h.te))) h.te = 'trailers';
+    else delete h.te;
+  }
   if (h.trailer !== undefined) delete h.trailer;
   // Framing is redone for the next hop: Node re-chunks a body it de-chunked.
   if (h['transfer-encoding'] !== undefined) h['transfer-encoding'] = 'chunked';
@@ -158,6 +162,38 @@ export function responseHeaders(raw: readonly string[], requestId: string): stri
   // Added after the Connection filter: an upstream cannot name the gateway's own header away.
   out.push('X-Request-Id', requestId);
   return out;
+}
+
+/**
+ * Puts a stripped prefix back where an upstream mounted under it names its own
+ * paths (nginx's `proxy_redirect` and `proxy_cookie_path`): an absolute-path
+ * `Location` (`/hello` -> `/svc/hello`) or one on the upstream's own origin,
+ * and the `Path` of `Set-Cookie`. Edits the flat header list in place.
+ */
+export function restorePrefix(headers: string[], prefix: string, location: boolean, cookiePath: boolean, upstreamOrigins: readonly string[]): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (location && name.length === 8 && name.toLowerCase() === 'location') headers[i + 1] = restoreLocation(headers[i + 1]!, prefix, upstreamOrigins);
+    else if (cookiePath && name.length === 10 && name.toLowerCase() === 'set-cookie') headers[i + 1] = restoreCookiePath(headers[i + 1]!, prefix);
+  }
+}
+
+function restoreLocation(value: string, prefix: string, origins: readonly string[]): string {
+  let path: string | undefined;
+  if (value.startsWith('/') && !value.startsWith('//')) path = value;
+  else {
+    for (const origin of origins) {
+      if (value.startsWith(origin) && (value.length === origin.length || value[origin.length] === '/')) path = value.slice(origin.length) || '/';
+    }
+  }
+  if (path === undefined || path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?')) return path ?? value;
+  return prefix + path;
+}
+
+const COOKIE_PATH = /(;\s*path=)(\/[^;]*)/i;
+
+function restoreCookiePath(value: string, prefix: string): string {
+  return value.replace(COOKIE_PATH, (_m, attr: string, path: string) => `${attr}${path === '/' ? prefix : prefix + path}`);
 }
 
 function connectionTokens(value: string, into: string[] | null): string[] | null {

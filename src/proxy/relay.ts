@@ -44,10 +44,21 @@ class Relay {
  * response, never a hang.
  */
 export function relay(source: IncomingMessage, sink: ServerResponse): void {
-  (source as RelaySource)[kRelay] = new Relay(source, sink);
+  const r = new Relay(source, sink);
+  (source as RelaySource)[kRelay] = r;
   source.on('data', relayData);
   source.on('end', relayEnd);
   source.on('close', relayClose);
+  // The head goes out in this iteration's batch even when no body byte has come yet (an SSE stream
+  // whose first event comes later): with the body when it arrived with the head, alone otherwise.
+  later(flushHead, r);
+}
+
+function flushHead(r: Relay): void {
+  const sink = r.sink;
+  // (`headersSent` is true as soon as writeHead has run, sent or not: only the relay itself writes to the sink.)
+  if (r.queued || r.ended || r.chunk !== undefined || sink.destroyed) return;
+  sink.flushHeaders();
 }
 
 function relayData(this: RelaySource, chunk: Buffer): void {
@@ -70,6 +81,7 @@ function flushRelay(r: Relay): void {
   r.chunk = r.more = undefined;
   // The client left (or the upstream body was cut short): nothing more to send.
   if (sink.destroyed) return;
+  if (r.ended && r.source.rawTrailers.length > 0) addTrailers(r);
   if (r.ended && more === undefined) {
     // The common case: the whole body arrived in one read; head, body and end leave in one write.
     if (chunk === undefined) sink.end();
@@ -84,6 +96,16 @@ function flushRelay(r: Relay): void {
     (sink as RelaySink)[kRelay] = r;
     sink.once('drain', relayDrain);
   }
+}
+
+/** The upstream's trailer fields, for a client that asked for them (`TE: trailers`, passed on by the gateway). */
+function addTrailers(r: Relay): void {
+  const sink = r.sink;
+  if (sink.req.headers.te !== 'trailers' || sink.hasHeader('content-length')) return;
+  const raw = r.source.rawTrailers;
+  const pairs: [string, string][] = [];
+  for (let i = 0; i < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
+  sink.addTrailers(pairs);
 }
 
 function relayDrain(this: RelaySink): void {

@@ -304,6 +304,7 @@ function onProxyReq(proxyReq: ClientRequest, req: IncomingMessage): void {
   (proxyReq as ClientRequest & { [kClientReq]?: IncomingMessage })[kClientReq] = req;
   // `on`, not `once`: the request object is used once, and `once` would allocate a wrapper per request.
   proxyReq.on('close', onProxyReqClose);
+  proxyReq.on('information', onInformation);
   // The gateway already answered (timeout while waiting for a pooled socket): drop it.
   if (state.settled) proxyReq.destroy();
 }
@@ -313,6 +314,28 @@ const kClientReq = Symbol('strangler.clientRequest');
 function onProxyReqClose(this: ClientRequest & { [kClientReq]?: IncomingMessage }): void {
   const req = this[kClientReq];
   if (req !== undefined) stateOf(req)?.exchange?.upstreamClosed(this);
+}
+
+/**
+ * An interim (1xx) answer of the upstream: 103 Early Hints (the browser can
+ * start loading what they name) and 102 Processing are passed on, filtered
+ * like a final head; 100 Continue is the gateway's own business, 101 the upgrade's.
+ */
+function onInformation(this: ClientRequest & { [kClientReq]?: IncomingMessage }, info: { statusCode: number; rawHeaders: string[] }): void {
+  const req = this[kClientReq];
+  const state = req === undefined ? undefined : stateOf(req);
+  const res = state?.res;
+  if (state === undefined || res === undefined || res.headersSent || res.destroyed) return;
+  if (info.statusCode === 102) return void res.writeProcessing();
+  if (info.statusCode !== 103) return;
+  const hints: Record<string, string | string[]> = {};
+  const pairs = responseHeaders(info.rawHeaders, state.id);
+  for (let i = 0; i < pairs.length; i += 2) {
+    const name = pairs[i]!.toLowerCase();
+    const prior = hints[name];
+    hints[name] = prior === undefined ? pairs[i + 1]! : [...(Array.isArray(prior) ? prior : [prior]), pairs[i + 1]!];
+  }
+  if (hints.link !== undefined) res.writeEarlyHints(hints);
 }
 
 function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage, socket: Duplex, options: ProxyOptions): void {

@@ -26,6 +26,11 @@ export interface CompiledRoute {
   readonly forwardCredentials: boolean;
   /** The fallback upstream's base path (the fallback sees the original, unstripped path). */
   readonly fallbackBasePath: string;
+  /** The prefix to put back in front of Location and Set-Cookie paths of the answers ('' for none), per side. */
+  readonly restorePrefix: string;
+  readonly canaryRestorePrefix: string;
+  readonly rewriteLocation: boolean;
+  readonly rewriteCookiePath: boolean;
   readonly config: RouteConfig;
 }
 
@@ -134,6 +139,11 @@ function upstreamBases(table: RouteTableConfig): Map<string, string> {
 function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMap<string, string>): CompiledRoute {
   const basePath = bases.get(r.upstream) ?? '';
   const strip = r.stripPrefix === undefined || r.stripPrefix === '/' ? '' : r.stripPrefix.replace(/\/$/, '');
+  const canaryStrip = r.canary?.stripPrefix === undefined || r.canary.stripPrefix === '/' ? '' : r.canary.stripPrefix.replace(/\/$/, '');
+  const stripped = strip !== '' || canaryStrip !== '';
+  const rewriteLocation = r.rewriteLocation ?? stripped;
+  const rewriteCookiePath = r.rewriteCookiePath ?? stripped;
+  const rewriteAny = rewriteLocation || rewriteCookiePath;
   const host = r.host?.toLowerCase() ?? null;
   const hostWildcard = host !== null && host.startsWith('*.');
   return Object.freeze({
@@ -150,13 +160,17 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMa
     websocket: r.websocket,
     retryMethods: r.retry === undefined ? DEFAULT_RETRY_METHODS : r.retry.enabled ? new Set(r.retry.methods) : null,
     fallback: r.fallback ?? null,
-    canaryStripLength: r.canary?.stripPrefix === undefined || r.canary.stripPrefix === '/' ? 0 : r.canary.stripPrefix.replace(/\/$/, '').length,
+    canaryStripLength: canaryStrip.length,
     canaryBasePath: r.canary ? (bases.get(r.canary.upstream) ?? '') : '',
     // Listing roles implies a verified user.
     authPolicy: r.roles ? 'required' : (r.auth ?? table.auth?.default ?? 'none'),
     roles: r.roles ?? null,
     forwardCredentials: r.forwardCredentials,
     fallbackBasePath: r.fallback ? (bases.get(r.fallback) ?? '') : '',
+    restorePrefix: rewriteAny ? strip : '',
+    canaryRestorePrefix: rewriteAny ? canaryStrip : '',
+    rewriteLocation,
+    rewriteCookiePath,
     config: r,
   });
 }
