@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Document, isMap, isNode, isPair, isScalar, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { LogSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, type RouteTableConfig } from './schema';
+import { LogSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, UpstreamSchema, type RouteTableConfig } from './schema';
 import { checkSemantics } from './semantics';
 
 import { formatProblem, type ConfigProblem } from './problem';
@@ -148,7 +148,8 @@ export function versionOf(source: string): string {
 /** Parses and checks a route table's text. Every problem is reported, not just the first. */
 export function loadTableText(source: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
   const lines = new LineCounter();
-  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // logLevel error: a key that is a collection is a schema problem to report, not a process warning to print.
+  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
   const map = new SourceMap(doc, lines, file);
   const problems: ConfigProblem[] = [];
   for (const err of doc.errors) {
@@ -160,7 +161,13 @@ export function loadTableText(source: string, file: string, env: NodeJS.ProcessE
     return { ok: false, problems: [{ file, line: 1, col: 1, message: 'the route table is empty' }] };
   }
   interpolate(doc, env, map, problems);
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // An alias with no anchor before it (`*a`), or too many aliases: the parser reports it only here.
+    return { ok: false, problems: [{ file, ...aliasPosition(doc, lines), message: `YAML: ${(err as Error).message}` }] };
+  }
   const parsed = RouteTableSchema.safeParse(raw);
   if (!parsed.success) {
     // An unset variable also fails its schema check at the same place: report it once.
@@ -194,13 +201,31 @@ function partialTable(raw: unknown): RouteTableConfig | undefined {
   if (!r.upstreams || typeof r.upstreams !== 'object' || !Array.isArray(r.routes)) return undefined;
   const server = ServerSchema.safeParse(r.server ?? {});
   const routes = r.routes.map((route) => RouteSchema.safeParse(route).data);
+  // Names are kept (routes refer to them); an upstream whose settings fail the schema (null, a bad URL)
+  // has its problems reported there, and stands here with no instances.
+  const upstreams = Object.fromEntries(Object.entries(r.upstreams).map(([name, u]) => [name, UpstreamSchema.safeParse(u).data ?? { urls: [] }]));
   return {
     server: server.success ? server.data : ServerSchema.parse({}),
-    upstreams: r.upstreams as RouteTableConfig['upstreams'],
+    upstreams: upstreams as RouteTableConfig['upstreams'],
     routes: routes as RouteTableConfig['routes'],
     log: LogSchema.parse({}),
     reload: ReloadSchema.parse({}),
   };
+}
+
+/** Where the first alias whose anchor is missing stands (else the start of the file). */
+function aliasPosition(doc: ReturnType<typeof parseDocument>, lines: LineCounter): { line: number; col: number } {
+  let at: number | undefined;
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) === undefined && node.range) {
+        at = node.range[0];
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return at === undefined ? { line: 1, col: 1 } : lines.linePos(at);
 }
 
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
