@@ -6,7 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import { createServer, get, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { json, send, startGateway, startUpstream, type TestGateway, type Upstream } from './helpers/servers';
+import { json, send, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
 
 /** A client that sends a POST's body one byte every `everyMs`; resolves with what came back and when the connection closed. */
 function slowUpload(port: number, path: string, bodyBytes: number, everyMs: number): Promise<{ reply: string; ms: number }> {
@@ -184,3 +184,34 @@ routes: [ { name: all, path: /, upstream: app } ]
     }
   });
 });
+
+describe('a client that half-closes its connection after its request', () => {
+  test('is treated as gone, as nginx does: the upstream request is cancelled and nothing stays in flight', async () => {
+    let upstreamClosedEarly = false;
+    const up = await startUpstream((_req, res) => {
+      const timer = setTimeout(() => res.end('late'), 1500);
+      res.on('close', () => {
+        if (!res.writableFinished) upstreamClosedEarly = true;
+        clearTimeout(timer);
+      });
+    });
+    const gw = await startGateway(`
+admin: { port: 0 }
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+    try {
+      const sock = connect(gw.port, '127.0.0.1', () => sock.end('GET /half HTTP/1.1\r\nHost: a\r\n\r\n'));
+      sock.on('error', () => undefined);
+      sock.resume();
+      await until(() => up.received.length === 1);
+      await until(() => upstreamClosedEarly, 3000);
+      await until(() => gw.gw.inFlightRequests === 0 && gw.gw.table.upstreams.get('app')!.inFlight === 0, 3000);
+      sock.destroy();
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+});
+
