@@ -204,7 +204,15 @@ export class Exchange implements Deadline {
     state.settled = true;
     this.responded = true;
     state.proxyRes = proxyRes;
-    relay(proxyRes, this.res);
+    const tap = state.shadow;
+    if (tap !== undefined) {
+      // Compared only with the primary's own answer, not a fallback's.
+      if (this.isFallback) {
+        tap.failed();
+        state.shadow = undefined;
+      } else tap.head(status, proxyRes.headers);
+    }
+    relay(proxyRes, this.res, state.shadow);
     // The breaker judges the head only: a failure status counts, and the response still reaches the client.
     this.settleAttempt(this.upstream.config.breaker.failureStatuses.includes(status) ? new AttemptError('UPSTREAM_STATUS', true) : undefined);
   }
@@ -312,6 +320,7 @@ export class Exchange implements Deadline {
     state.settled = true;
     deadlines.disarm(this);
     state.errorCode = code;
+    state.shadow?.failed();
     this.events.log.warn({ reqId: state.id, route: this.route.name, upstream: this.upstream.name, code }, 'upstream request failed');
     sendError(this.res, code, state.id, undefined, headers);
   }
@@ -331,6 +340,7 @@ export class Exchange implements Deadline {
     deadlines.disarm(this);
     // Aborted, or answered by the gateway itself while an attempt was still under way (a 408 for a
     // client too slow to send its body): the upstream request must not stay open, nor its attempt pending.
+    if (aborted) this.state.shadow?.failed();
     if (aborted || !this.responded) {
       const { proxyReq, proxyRes } = this.state;
       // Not ended: still being received, or received but not all relayed (the client stopped reading). Either way the upstream socket must not stay busy.

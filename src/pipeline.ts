@@ -210,6 +210,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
         r.restorePrefix,
       );
     } else {
+      // The parallel run's copy leaves at the same moment as the request (routes without a shadow skip this).
+      if (r.config.shadow !== undefined) copyToShadow(req, state, r, table, query);
       const fallback = r.fallback === null ? undefined : table.upstreams.get(r.fallback);
       exchange = new Exchange(
         req,
@@ -404,6 +406,14 @@ export function createPipeline(host: PipelineHost): Pipeline {
   }
 
   return { onRequest, onUpgrade, onClientError };
+}
+
+function copyToShadow(req: IncomingMessage, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string): void {
+  const shadow = table.shadows.get(r.name);
+  if (shadow === undefined) return;
+  const h = req.headers;
+  const hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
+  state.shadow = shadow.copy(state.method, forwardPath(r, state), query, h, hasBody);
 }
 
 function closeConnection(this: ServerResponse): void {

@@ -13,7 +13,7 @@ import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
 import { UpstreamBreaker } from './resilience/breaker';
 import { RouteMatcher } from './routing/compile';
-import { activate, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
+import { activate, retiredShadows, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
 import { TableLoader } from './tableLoader';
 
 export interface GatewayOptions {
@@ -94,6 +94,10 @@ export class Gateway implements PipelineHost, AdminControl {
       log: this.log,
       events: { breakerChanged: (upstream, _from, to) => metrics?.breakerChanged(upstream, to) },
       onResponse: onUpstreamResponse,
+      shadowEvents: {
+        outcome: (route, outcome) => metrics?.shadowOutcome(route, outcome),
+        skipped: (route, reason) => metrics?.shadowSkip(route, reason),
+      },
       canaryEvents: {
         rolledBack: (route, details) => {
           metrics?.canaryRolledBack(route);
@@ -218,6 +222,7 @@ export class Gateway implements PipelineHost, AdminControl {
     this.metrics?.activeVersion(next.version);
     this.metrics?.reload('applied');
     for (const upstream of retiredUpstreams(current, next)) upstream.retire();
+    for (const shadow of retiredShadows(current, next)) shadow.close();
     if (current.auth !== next.auth) current.auth?.stop();
     const durationMs = Math.round((performance.now() - started) * 10) / 10;
     this.log.info({ trigger, version: next.version, previousVersion: current.version, changes, durationMs }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
@@ -232,6 +237,22 @@ export class Gateway implements PipelineHost, AdminControl {
 
   canaryStates(): Array<Record<string, unknown>> {
     return [...this.table.canaries.values()].map((c) => c.describe());
+  }
+
+  shadowStates(): Array<Record<string, unknown>> {
+    return [...this.table.shadows.values()].map((s) => s.describe());
+  }
+
+  shadowSamples(route: string): unknown[] | undefined {
+    return this.table.shadows.get(route)?.samples();
+  }
+
+  resetShadow(route: string): boolean {
+    const s = this.table.shadows.get(route);
+    if (s === undefined) return false;
+    s.reset();
+    this.log.info({ route }, `parallel run of route ${route} reset by an operator`);
+    return true;
   }
 
   resetCanary(route: string): boolean {
@@ -323,6 +344,7 @@ export class Gateway implements PipelineHost, AdminControl {
       });
     }
     for (const upstream of this.table.upstreams.values()) upstream.close();
+    for (const shadow of this.table.shadows.values()) shadow.close();
     this.table.auth?.stop();
     this.loader.close();
     this.log.info('stopped');

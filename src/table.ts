@@ -6,6 +6,7 @@ import type { ResponseHandler } from './proxy/upstream';
 import { RouteMatcher } from './routing/compile';
 import { Authenticator, type AuthBreaker } from './auth';
 import { CanaryState, type CanaryEvents } from './canary/state';
+import { ShadowRoute, type ShadowEvents } from './shadow/route';
 import { Upstream, type UpstreamEvents } from './upstream';
 
 /**
@@ -27,6 +28,8 @@ export interface ActiveTable {
   readonly auth: Authenticator | undefined;
   /** Live canary state per route name. */
   readonly canaries: ReadonlyMap<string, CanaryState>;
+  /** Parallel runs per route name (routes with a `shadow`). */
+  readonly shadows: ReadonlyMap<string, ShadowRoute>;
 }
 
 export interface TableDeps {
@@ -35,6 +38,7 @@ export interface TableDeps {
   onResponse: ResponseHandler;
   /** Makes the breaker that protects a forward-auth endpoint. */
   canaryEvents: CanaryEvents;
+  shadowEvents: ShadowEvents;
   authBreaker(config: NonNullable<RouteTableConfig['auth']>): AuthBreaker | undefined;
 }
 
@@ -65,6 +69,15 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     const kept = previous?.canaries.get(r.name);
     canaries.set(r.name, kept && kept.primary === r.upstream && JSON.stringify(kept.config) === JSON.stringify(r.canary) ? kept : new CanaryState(r.name, r.upstream, r.canary, deps.canaryEvents));
   }
+  const shadows = new Map<string, ShadowRoute>();
+  for (const r of config.routes) {
+    if (!r.shadow) continue;
+    const target = config.upstreams[r.shadow.upstream]!;
+    // Kept (counts, pool) while the shadow's settings and its upstream's address are unchanged.
+    const kept = previous?.shadows.get(r.name);
+    const same = kept && JSON.stringify(kept.config) === JSON.stringify(r.shadow) && JSON.stringify(previous!.config.upstreams[r.shadow.upstream]) === JSON.stringify(target);
+    shadows.set(r.name, same ? kept : new ShadowRoute(r.name, r.shadow, target.urls[0]!, target.preserveHost, deps.shadowEvents));
+  }
   return Object.freeze({
     version: loaded.version,
     loadedAt: new Date(),
@@ -77,7 +90,14 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     decodeSlashes: config.server.encodedSlashes === 'decode',
     auth,
     canaries,
+    shadows,
   });
+}
+
+/** Parallel runs of `previous` that `next` does not keep: their pools are closed. */
+export function retiredShadows(previous: ActiveTable, next: ActiveTable): ShadowRoute[] {
+  const kept = new Set(next.shadows.values());
+  return [...previous.shadows.values()].filter((s) => !kept.has(s));
 }
 
 /** Upstreams of `previous` that `next` no longer uses (removed, or settings changed). */

@@ -33,6 +33,10 @@ export interface AdminControl {
   canaryStates(): Array<Record<string, unknown>>;
   /** false when the route has no canary. */
   resetCanary(route: string): boolean;
+  shadowStates(): Array<Record<string, unknown>>;
+  /** undefined when the route has no shadow. */
+  shadowSamples(route: string): unknown[] | undefined;
+  resetShadow(route: string): boolean;
 }
 
 const SECRET_KEYS = /^(token|secret|password|passphrase|apikey|api_key|privatekey|private_key|clientsecret|client_secret)$/i;
@@ -197,6 +201,23 @@ export function createAdminApp(control: AdminControl): Koa {
     const route = String(ctx.params.route);
     if (!control.resetCanary(route)) throw new HttpError(404, 'NO_CANARY', `route "${route}" has no canary`);
     ctx.body = { reset: route, canary: control.canaryStates().find((c) => c.route === route) };
+  });
+
+  router.get('/shadows', requireToken, (ctx) => {
+    ctx.body = { version: control.table.version, shadows: control.shadowStates() };
+  });
+
+  router.get('/shadows/:route/samples', requireToken, (ctx) => {
+    const route = String(ctx.params.route);
+    const samples = control.shadowSamples(route);
+    if (samples === undefined) throw new HttpError(404, 'NO_SHADOW', `route "${route}" has no shadow`);
+    ctx.body = { route, samples };
+  });
+
+  router.post('/shadows/:route/reset', requireToken, (ctx) => {
+    const route = String(ctx.params.route);
+    if (!control.resetShadow(route)) throw new HttpError(404, 'NO_SHADOW', `route "${route}" has no shadow`);
+    ctx.body = { reset: route, shadow: control.shadowStates().find((s) => s.route === route) };
   });
 
   router.get('/metrics', requireToken, async (ctx) => {

@@ -172,6 +172,34 @@ export const CanarySchema = z.strictObject({
   maxLatencyFactor: z.preprocess((v) => (typeof v === 'string' ? Number(v) : v), z.number().min(1)).default(1.5),
 });
 
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name');
+
+export const ShadowSchema = z.strictObject({
+  /** The upstream that gets a copy of the route's requests (the parallel run); its answers are compared, never served. */
+  upstream: name,
+  /** Share of eligible requests copied (a random draw per request), 0..100. */
+  percent: percent.default(100),
+  /** Methods copied; a request with a body is not copied (yet). */
+  methods: z.array(method).min(1).default(['GET', 'HEAD']),
+  /** Removed from the path for the shadow side. */
+  stripPrefix: routePath.optional(),
+  /** The copy's own deadline, headers and body. */
+  timeoutMs: int(1, 600_000).default(5_000),
+  /** Copies in flight at most; beyond it a request is not copied (skipped: saturated). */
+  maxConcurrent: int(1, 10_000).default(64),
+  /** Answers larger than this are not compared (skipped: too-large). */
+  maxBodyBytes: int(0, 64 * 1024 * 1024).default(1_048_576),
+  /** Send the client's Authorization and Cookie to the shadow too. */
+  forwardCredentials: bool.default(false),
+  compare: z
+    .strictObject({
+      headers: z.array(headerName).default(['content-type', 'location', 'cache-control']),
+      ignore: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
+      unordered: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
+    })
+    .default(() => ({ headers: ['content-type', 'location', 'cache-control'], ignore: [], unordered: [] })),
+});
+
 export const RouteSchema = z.strictObject({
   name,
   path: routePath,
@@ -195,6 +223,8 @@ export const RouteSchema = z.strictObject({
   retry: RetrySchema.optional(),
   /** Send a share of users to a new upstream (canary migration). */
   canary: CanarySchema.optional(),
+  /** Copy requests to a new upstream and compare its answers with the served ones (parallel run). */
+  shadow: ShadowSchema.optional(),
   /** none | optional | required; default: auth.default. */
   auth: z.enum(['none', 'optional', 'required']).optional(),
   /** Any of these roles is needed (implies auth: required). */
@@ -232,7 +262,6 @@ export const ReloadSchema = z.strictObject({
   pollIntervalMs: int(0, 600_000).default(2_000),
 });
 
-const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name');
 
 export const JwtSchema = z
   .strictObject({
@@ -314,6 +343,7 @@ export type AdminConfig = z.infer<typeof AdminSchema>;
 export type ReloadConfig = z.infer<typeof ReloadSchema>;
 export type AuthConfig = z.infer<typeof AuthSchema>;
 export type CanaryConfig = z.infer<typeof CanarySchema>;
+export type ShadowConfig = z.infer<typeof ShadowSchema>;
 export type JwtConfig = z.infer<typeof JwtSchema>;
 export type ForwardAuthConfig = z.infer<typeof ForwardAuthSchema>;
 export type BreakerConfig = z.infer<typeof BreakerSchema>;

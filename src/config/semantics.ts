@@ -88,6 +88,19 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
       }
     }
 
+    if (route.shadow !== undefined) {
+      const sh = route.shadow;
+      if (!(sh.upstream in table.upstreams)) {
+        const hint = closest(sh.upstream, upstreamNames);
+        problems.push(map.problem([...at('shadow'), 'upstream'], `${label}: unknown shadow upstream "${sh.upstream}"${hint ? ` (did you mean "${hint}"?)` : ''}`));
+      } else if (sh.upstream === route.upstream) {
+        problems.push(map.problem([...at('shadow'), 'upstream'], `${label}: shadow upstream must differ from the route's upstream`));
+      }
+      if (sh.stripPrefix !== undefined && !isSegmentPrefix(sh.stripPrefix, route.path)) {
+        problems.push(map.problem([...at('shadow'), 'stripPrefix'], `${label}: shadow.stripPrefix "${sh.stripPrefix}" is not a segment prefix of path "${route.path}"`));
+      }
+    }
+
     const normal = normalizePath(route.path);
     if (normal !== route.path || (route.path.length > 1 && route.path.endsWith('/') && !route.exact)) {
       const suggestion = normal === null ? '' : ` (write "${canonicalPrefix(normal, route.exact)}")`;

@@ -36,6 +36,8 @@ export class RequestState {
   canary: { record(side: 'primary' | 'canary', failed: boolean, ms: number): void } | undefined = undefined;
   /** The request was served by a fallback upstream. */
   fellBack = false;
+  /** The parallel run's copy of this request, told about the primary's answer as it is relayed. */
+  shadow: { head(status: number, headers: import('node:http').IncomingHttpHeaders): void; chunk(chunk: Buffer): void; end(): void; failed(): void } | undefined = undefined;
   /** Extra headers for the proxied response (a canary's Set-Cookie). */
   extraResponseHeaders: string[] | undefined = undefined;
   constructor(

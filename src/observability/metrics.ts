@@ -40,6 +40,8 @@ export class GatewayMetrics {
   private readonly canaryDuration: FastHistogram;
   private readonly canarySeries = new Map<string, { requests: CounterSeries; failures: CounterSeries; duration: HistogramSeries }>();
   private readonly canaryRollbacks: Counter<'route'>;
+  private readonly shadowRequests: Counter<'route' | 'outcome'>;
+  private readonly shadowSkipped: Counter<'route' | 'reason'>;
 
   constructor(
     openConnections: () => Array<{ upstream: string; open: number }>,
@@ -111,6 +113,8 @@ export class GatewayMetrics {
         for (const c of canaryPercents()) this.set({ route: c.route }, c.rolledBack ? 1 : 0);
       },
     });
+    this.shadowRequests = new Counter({ name: 'strangler_shadow_requests_total', help: 'Requests of routes with a shadow, by route and outcome (match, mismatch, shadow-error, skipped)', labelNames: ['route', 'outcome'], registers });
+    this.shadowSkipped = new Counter({ name: 'strangler_shadow_skipped_total', help: 'Requests not copied or not compared, by route and reason', labelNames: ['route', 'reason'], registers });
     collectDefaultMetrics({ register: this.registry, prefix: 'strangler_' });
     for (const outcome of ['applied', 'unchanged', 'failed']) this.reloads.inc({ outcome }, 0);
   }
@@ -171,6 +175,14 @@ export class GatewayMetrics {
     s.requests.value++;
     if (failed) s.failures.value++;
     this.canaryDuration.observe(s.duration, seconds);
+  }
+
+  shadowOutcome(route: string, outcome: string): void {
+    this.shadowRequests.inc({ route, outcome });
+  }
+
+  shadowSkip(route: string, reason: string): void {
+    this.shadowSkipped.inc({ route, reason });
   }
 
   canaryRolledBack(route: string): void {

@@ -2,6 +2,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { later } from './writeBatch';
 
 const kRelay = Symbol('strangler.relay');
+
+export interface RelayTap {
+  chunk(chunk: Buffer): void;
+  end(): void;
+  failed(): void;
+}
 type RelaySource = IncomingMessage & { [kRelay]?: Relay };
 type RelaySink = ServerResponse & { [kRelay]?: Relay };
 
@@ -22,6 +28,8 @@ class Relay {
   constructor(
     readonly source: IncomingMessage,
     readonly sink: ServerResponse,
+    /** A parallel run's copy, told about the body as it passes (undefined on routes without one). */
+    readonly tap: RelayTap | undefined,
   ) {}
 
   hold(chunk: Buffer | undefined): void {
@@ -43,8 +51,8 @@ class Relay {
  * cut short destroys the client's response, so the client sees a truncated
  * response, never a hang.
  */
-export function relay(source: IncomingMessage, sink: ServerResponse): void {
-  const r = new Relay(source, sink);
+export function relay(source: IncomingMessage, sink: ServerResponse, tap?: RelayTap): void {
+  const r = new Relay(source, sink, tap);
   (source as RelaySource)[kRelay] = r;
   source.on('data', relayData);
   source.on('end', relayEnd);
@@ -62,17 +70,23 @@ function flushHead(r: Relay): void {
 }
 
 function relayData(this: RelaySource, chunk: Buffer): void {
-  this[kRelay]!.hold(chunk);
+  const r = this[kRelay]!;
+  if (r.tap !== undefined) r.tap.chunk(chunk);
+  r.hold(chunk);
 }
 
 function relayEnd(this: RelaySource): void {
   const r = this[kRelay]!;
   r.ended = true;
+  if (r.tap !== undefined) r.tap.end();
   r.hold(undefined);
 }
 
 function relayClose(this: RelaySource): void {
-  if (!this.complete) this[kRelay]!.sink.destroy();
+  if (this.complete) return;
+  const r = this[kRelay]!;
+  if (r.tap !== undefined) r.tap.failed();
+  r.sink.destroy();
 }
 
 function flushRelay(r: Relay): void {

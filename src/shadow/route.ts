@@ -1,0 +1,314 @@
+import { randomBytes } from 'node:crypto';
+import { Agent, request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { ShadowConfig } from '../config/schema';
+import { compareAnswers, type CompareOptions, type Difference } from './compare';
+
+/** Why a request was not copied, or its answers not compared. */
+export type SkipReason = 'sampled-out' | 'method' | 'body' | 'saturated' | 'too-large' | 'primary-failed';
+export type ShadowOutcome = 'match' | 'mismatch' | 'shadow-error' | 'skipped';
+
+export interface ShadowEvents {
+  outcome(route: string, outcome: ShadowOutcome): void;
+  skipped(route: string, reason: SkipReason): void;
+}
+
+/** What the primary's side reports to its copy: the head, the body as it streams, the end or a failure. */
+export interface ShadowTap {
+  head(status: number, headers: IncomingHttpHeaders): void;
+  chunk(chunk: Buffer): void;
+  end(): void;
+  failed(): void;
+}
+
+const MAX_FIELDS = 50;
+const MAX_SAMPLES = 50;
+
+/**
+ * One route's parallel run: the copies in flight (bounded by maxConcurrent,
+ * so shadow memory is at most maxConcurrent × maxBodyBytes × 2), their own
+ * keep-alive pool to the shadow upstream, and the counts of what the
+ * comparisons found. A copy never touches the primary's response: it only
+ * reads what the relay hands it, and its failures are counted here alone.
+ */
+export class ShadowRoute {
+  private readonly agent: Agent;
+  private readonly target: URL;
+  private readonly basePath: string;
+  private readonly stripLength: number;
+  private readonly methods: ReadonlySet<string>;
+  private readonly compare: CompareOptions;
+  inFlight = 0;
+  private counts = newCounts();
+
+  constructor(
+    readonly route: string,
+    readonly config: ShadowConfig,
+    upstreamUrl: string,
+    private readonly preserveHost: boolean,
+    private readonly events: ShadowEvents,
+  ) {
+    this.target = new URL(upstreamUrl);
+    this.basePath = this.target.pathname.replace(/\/$/, '');
+    const strip = config.stripPrefix === undefined || config.stripPrefix === '/' ? '' : config.stripPrefix.replace(/\/$/, '');
+    this.stripLength = strip.length;
+    this.methods = new Set(config.methods);
+    this.compare = { headers: config.compare.headers.map((h) => h.toLowerCase()), ignore: config.compare.ignore, unordered: config.compare.unordered, maxBodyBytes: config.maxBodyBytes };
+    const options = { keepAlive: true, maxSockets: config.maxConcurrent, scheduling: 'lifo' as const };
+    this.agent = this.target.protocol === 'https:' ? new HttpsAgent(options) : new Agent(options);
+  }
+
+  /**
+   * Starts the copy of a request that is about to go to the primary, at the
+   * same moment; returns the tap the primary's answer is reported to, or
+   * undefined when the request is not copied (counted as skipped).
+   */
+  copy(method: string, path: string, query: string, headers: IncomingHttpHeaders, hasBody: boolean): ShadowTap | undefined {
+    const c = this.counts;
+    let reason: SkipReason | undefined;
+    if (!this.methods.has(method)) reason = 'method';
+    else if (hasBody) reason = 'body';
+    else if (this.config.percent < 100 && Math.random() * 100 >= this.config.percent) reason = 'sampled-out';
+    else if (this.inFlight >= this.config.maxConcurrent) reason = 'saturated';
+    if (reason !== undefined) {
+      this.skip(reason);
+      return undefined;
+    }
+    c.copied++;
+    return new ShadowCopy(this, method, this.pathFor(path, query), this.headersFor(headers));
+  }
+
+  private pathFor(path: string, query: string): string {
+    let rest = this.stripLength === 0 ? path : path.slice(this.stripLength);
+    if (rest === '' || rest.charCodeAt(0) !== 0x2f) rest = '/' + rest;
+    return this.basePath + rest + query;
+  }
+
+  /** The primary request's headers (identity and forwarding already set), without credentials unless asked, marked as a shadow. */
+  private headersFor(h: IncomingHttpHeaders): IncomingHttpHeaders {
+    const out: IncomingHttpHeaders = { ...h };
+    if (!this.config.forwardCredentials) {
+      delete out.authorization;
+      delete out.cookie;
+    }
+    if (!this.preserveHost) out.host = this.target.host;
+    out['x-strangler-shadow'] = '1';
+    // The same trace, a span of its own.
+    const tp = typeof h.traceparent === 'string' ? /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/.exec(h.traceparent) : null;
+    if (tp) out.traceparent = `00-${tp[1]}-${randomBytes(8).toString('hex')}-${tp[2]}`;
+    return out;
+  }
+
+  send(method: string, path: string, headers: IncomingHttpHeaders, onResponse: (res: IncomingMessage) => void, onError: () => void): () => void {
+    const send = this.target.protocol === 'https:' ? httpsRequest : request;
+    const req = send({ protocol: this.target.protocol, hostname: this.target.hostname.replace(/^\[|\]$/g, ''), port: this.target.port, method, path, headers, agent: this.agent }, onResponse);
+    req.on('error', onError);
+    req.end();
+    return () => req.destroy();
+  }
+
+  skip(reason: SkipReason): void {
+    const c = this.counts;
+    c.skipped.set(reason, (c.skipped.get(reason) ?? 0) + 1);
+    this.events.skipped(this.route, reason);
+    this.events.outcome(this.route, 'skipped');
+  }
+
+  shadowError(): void {
+    this.counts.shadowError++;
+    this.events.outcome(this.route, 'shadow-error');
+  }
+
+  compared(primary: { status: number; headers: IncomingHttpHeaders; body: Buffer }, shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer }, ms: { primary: number; shadow: number }): void {
+    const c = this.counts;
+    // A failing shadow is an error, not a difference (unless the primary failed the same way).
+    if (shadow.status >= 500 && primary.status < 500) return this.shadowError();
+    const result = compareAnswers(primary, shadow, this.compare);
+    if (result.outcome === 'too-large') return this.skip('too-large');
+    c.compared++;
+    c.latency.primary.push(ms.primary);
+    c.latency.shadow.push(ms.shadow);
+    if (c.latency.primary.length > 1000) {
+      c.latency.primary.shift();
+      c.latency.shadow.shift();
+    }
+    const pair = `${primary.status}→${shadow.status}`;
+    c.statusPairs.set(pair, (c.statusPairs.get(pair) ?? 0) + 1);
+    if (result.outcome === 'match') {
+      c.match++;
+      this.events.outcome(this.route, 'match');
+      return;
+    }
+    c.mismatch++;
+    this.events.outcome(this.route, 'mismatch');
+    const seen = new Set<string>();
+    for (const d of result.differences) {
+      if (seen.has(d.field)) continue;
+      seen.add(d.field);
+      const key = c.fields.has(d.field) || c.fields.size < MAX_FIELDS ? d.field : 'other';
+      c.fields.set(key, (c.fields.get(key) ?? 0) + 1);
+    }
+    c.samples.push({ at: new Date().toISOString(), statuses: [primary.status, shadow.status], differences: result.differences.slice(0, 20).map(sampleOf) });
+    if (c.samples.length > MAX_SAMPLES) c.samples.shift();
+  }
+
+  describe(): Record<string, unknown> {
+    const c = this.counts;
+    const decided = c.match + c.mismatch;
+    return {
+      route: this.route,
+      shadow: this.config.upstream,
+      percent: this.config.percent,
+      inFlight: this.inFlight,
+      copied: c.copied,
+      compared: c.compared,
+      match: c.match,
+      mismatch: c.mismatch,
+      shadowError: c.shadowError,
+      skipped: Object.fromEntries(c.skipped),
+      mismatchPercent: decided === 0 ? null : Math.round((c.mismatch / decided) * 10_000) / 100,
+      fields: [...c.fields]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 20)
+        .map(([field, count]) => ({ field, count, share: c.mismatch === 0 ? 0 : Math.round((count / c.mismatch) * 10_000) / 100 })),
+      statusPairs: Object.fromEntries(c.statusPairs),
+      latencyMs: { primary: percentiles(c.latency.primary), shadow: percentiles(c.latency.shadow) },
+    };
+  }
+
+  samples(): unknown[] {
+    return [...this.counts.samples].reverse();
+  }
+
+  reset(): void {
+    this.counts = newCounts();
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+interface Sample {
+  at: string;
+  statuses: [number, number];
+  differences: Array<{ path: string; kind: string; primary?: string; shadow?: string }>;
+}
+
+function newCounts() {
+  return {
+    copied: 0,
+    compared: 0,
+    match: 0,
+    mismatch: 0,
+    shadowError: 0,
+    skipped: new Map<SkipReason, number>(),
+    fields: new Map<string, number>(),
+    statusPairs: new Map<string, number>(),
+    latency: { primary: [] as number[], shadow: [] as number[] },
+    samples: [] as Sample[],
+  };
+}
+
+/** Values in samples are cut to 200 characters. */
+function sampleOf(d: Difference): Sample['differences'][number] {
+  const cut = (v: unknown) => (v === undefined ? undefined : (typeof v === 'string' ? v : JSON.stringify(v)).slice(0, 200));
+  return { path: d.path, kind: d.kind, primary: cut(d.primary), shadow: cut(d.shadow) };
+}
+
+function percentiles(values: number[]): { p50: number | null; p95: number | null; p99: number | null } {
+  if (values.length === 0) return { p50: null, p95: null, p99: null };
+  const s = [...values].sort((a, b) => a - b);
+  const at = (q: number) => Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))]! * 10) / 10;
+  return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
+}
+
+/**
+ * One copied request: the shadow's answer is read in full (up to
+ * maxBodyBytes), the primary's is reported by the relay, and when both are
+ * complete they are compared. Bounded in time by the shadow's timeoutMs.
+ */
+class ShadowCopy implements ShadowTap {
+  private primary: { status: number; headers: IncomingHttpHeaders; chunks: Buffer[]; size: number; done: boolean; ms: number } | undefined;
+  private shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer; ms: number } | undefined;
+  private readonly started = performance.now();
+  private finished = false;
+  private readonly cancel: () => void;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly owner: ShadowRoute,
+    method: string,
+    path: string,
+    headers: IncomingHttpHeaders,
+  ) {
+    owner.inFlight++;
+    this.timer = setTimeout(() => this.shadowFailed(), owner.config.timeoutMs);
+    this.cancel = owner.send(method, path, headers, (res) => this.onShadowResponse(res), () => this.shadowFailed());
+  }
+
+  private onShadowResponse(res: IncomingMessage): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > this.owner.config.maxBodyBytes) {
+        res.destroy();
+        this.finish(() => this.owner.skip('too-large'));
+        return;
+      }
+      chunks.push(c);
+    });
+    res.on('end', () => {
+      this.shadow = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - this.started };
+      this.tryCompare();
+    });
+    res.on('error', () => this.shadowFailed());
+  }
+
+  private shadowFailed(): void {
+    this.finish(() => this.owner.shadowError());
+  }
+
+  head(status: number, headers: IncomingHttpHeaders): void {
+    this.primary = { status, headers, chunks: [], size: 0, done: false, ms: 0 };
+  }
+
+  chunk(chunk: Buffer): void {
+    const p = this.primary;
+    if (p === undefined || this.finished) return;
+    p.size += chunk.length;
+    if (p.size > this.owner.config.maxBodyBytes) return this.finish(() => this.owner.skip('too-large'));
+    p.chunks.push(chunk);
+  }
+
+  end(): void {
+    const p = this.primary;
+    if (p === undefined) return this.failed();
+    p.done = true;
+    p.ms = performance.now() - this.started;
+    this.tryCompare();
+  }
+
+  failed(): void {
+    this.finish(() => this.owner.skip('primary-failed'));
+  }
+
+  private tryCompare(): void {
+    const p = this.primary;
+    const s = this.shadow;
+    if (p === undefined || !p.done || s === undefined) return;
+    this.finish(() => this.owner.compared({ status: p.status, headers: p.headers, body: Buffer.concat(p.chunks) }, s, { primary: p.ms, shadow: s.ms }));
+  }
+
+  /** Exactly once: stops the copy's timer and request, releases its slot, records its result. */
+  private finish(record: () => void): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timer);
+    this.cancel();
+    this.primary = undefined;
+    this.owner.inFlight--;
+    record();
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The parallel run through a real gateway: the client always gets the
+ * primary's answer, the shadow gets a copy, and the comparison is counted.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { closedPort, json, send, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
+
+/** `until` for checks that ask the admin API. */
+async function eventually(check: () => Promise<boolean>, timeoutMs = 2000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const primaryAnswer = (req: IncomingMessage, res: ServerResponse) => {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ id: 7, name: 'Grace', tags: ['a', 'b'], generatedAt: Date.now(), path: req.url }));
+};
+
+describe('parallel run', () => {
+  let primary: Upstream;
+  let shadow: Upstream;
+  let gw: TestGateway;
+  let mode: 'same' | 'changed' | 'hang' | '500' = 'same';
+  beforeAll(async () => {
+    primary = await startUpstream(primaryAnswer);
+    shadow = await startUpstream((req, res) => {
+      if (mode === 'hang') return;
+      if (mode === '500') return void res.writeHead(500).end('down');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      // Same content, other key order and number format; or a changed and a missing field.
+      const path = `/api${req.url}`;
+      res.end(mode === 'same' ? `{"path":"${path}","generatedAt":1,"tags":["a","b"],"name":"Grace","id":7.0}` : JSON.stringify({ id: 7, name: 'Ada', path, generatedAt: 2 }));
+    });
+    gw = await startGateway(`
+admin: { port: 0 }
+upstreams:
+  monolith: { url: ${primary.url} }
+  orders: { url: ${shadow.url} }
+routes:
+  - name: orders
+    path: /api/orders
+    upstream: monolith
+    shadow:
+      upstream: orders
+      stripPrefix: /api
+      timeoutMs: 500
+      compare: { ignore: ["$.generatedAt"] }
+`);
+  });
+  afterAll(async () => {
+    await gw.stop();
+    await Promise.all([primary.close(), shadow.close()]);
+  });
+  beforeEach(async () => {
+    mode = 'same';
+    primary.received.length = 0;
+    shadow.received.length = 0;
+    await send(gw.gw.adminPort!, '/shadows/orders/reset', { method: 'POST' });
+  });
+  const report = async () => json(await send(gw.gw.adminPort!, '/shadows')).shadows[0];
+
+  test('the client gets the primary\'s answer; the shadow gets a marked copy without credentials', async () => {
+    const r = await send(gw.port, '/api/orders/7?x=1', { headers: { authorization: 'Bearer secret-token', cookie: 'sid=secret', 'x-request-id': 'shadow-trace-1' } });
+    expect(r.status).toBe(200);
+    expect(json(r)).toMatchObject({ id: 7, name: 'Grace', path: '/api/orders/7?x=1' });
+    await until(() => shadow.received.length === 1);
+    const copy = shadow.received[0]!;
+    expect(copy.url).toBe('/orders/7?x=1');
+    expect(copy.headers['x-strangler-shadow']).toBe('1');
+    expect(copy.headers['x-request-id']).toBe('shadow-trace-1');
+    expect(copy.headers.authorization).toBeUndefined();
+    expect(copy.headers.cookie).toBeUndefined();
+    expect(primary.received[0]!.headers.authorization).toBe('Bearer secret-token');
+    await until(() => gw.gw.table.shadows.get('orders')!.inFlight === 0);
+  });
+
+  test('equal answers (key order, number format, an ignored field) match; a changed and a missing field mismatch with their paths', async () => {
+    await send(gw.port, '/api/orders/1');
+    await eventually(async () => (await report()).compared === 1);
+    expect(await report()).toMatchObject({ copied: 1, compared: 1, match: 1, mismatch: 0 });
+    mode = 'changed';
+    await send(gw.port, '/api/orders/2');
+    await eventually(async () => (await report()).compared === 2);
+    const rep = await report();
+    expect(rep).toMatchObject({ match: 1, mismatch: 1, mismatchPercent: 50, statusPairs: { '200→200': 2 } });
+    expect(rep.fields.map((f: { field: string }) => f.field).sort()).toEqual(['$.name', '$.tags']);
+    const samples = json(await send(gw.gw.adminPort!, '/shadows/orders/samples')).samples;
+    expect(samples[0].differences).toEqual(
+      expect.arrayContaining([
+        { path: '$.name', kind: 'changed', primary: 'Grace', shadow: 'Ada' },
+        { path: '$.tags', kind: 'missing', primary: '["a","b"]' },
+      ]),
+    );
+  });
+
+  test('a hanging or failing shadow never delays or changes the client\'s answer; it counts as a shadow error', async () => {
+    mode = 'hang';
+    const started = performance.now();
+    const r = await send(gw.port, '/api/orders/3');
+    expect(r.status).toBe(200);
+    expect(performance.now() - started).toBeLessThan(300);
+    await eventually(async () => (await report()).shadowError === 1, 3000);
+    mode = '500';
+    expect((await send(gw.port, '/api/orders/4')).status).toBe(200);
+    await eventually(async () => (await report()).shadowError === 2);
+    expect(gw.gw.table.upstreams.get('monolith')!.breaker.counts()).toMatchObject({ failures: 0 });
+  });
+
+  test('methods not listed are not copied; the skip is counted and in the metrics', async () => {
+    expect((await send(gw.port, '/api/orders', { method: 'POST', body: 'x' })).status).toBe(200);
+    expect((await report()).skipped).toEqual({ method: 1 });
+    const metrics = (await send(gw.gw.adminPort!, '/metrics')).body;
+    expect(metrics).toContain('strangler_shadow_skipped_total{route="orders",reason="method"} 1');
+    expect(metrics).toMatch(/strangler_shadow_requests_total\{route="orders",outcome="skipped"\} \d+/);
+    expect(shadow.received).toHaveLength(0);
+  });
+});
+
+describe('parallel run limits', () => {
+  test('maxConcurrent: a request beyond it is not copied (saturated); a refused shadow is a shadow error', async () => {
+    const primary = await startUpstream(primaryAnswer);
+    const hang = await startUpstream(() => undefined);
+    const gw = await startGateway(`
+admin: { port: 0 }
+upstreams:
+  monolith: { url: ${primary.url} }
+  hang: { url: ${hang.url} }
+  dead: { url: http://127.0.0.1:${await closedPort()} }
+routes:
+  - { name: a, path: /a, upstream: monolith, shadow: { upstream: hang, maxConcurrent: 1, timeoutMs: 400 } }
+  - { name: b, path: /b, upstream: monolith, shadow: { upstream: dead } }
+`);
+    try {
+      expect((await send(gw.port, '/a/1')).status).toBe(200);
+      expect((await send(gw.port, '/a/2')).status).toBe(200);
+      const states = () => send(gw.gw.adminPort!, '/shadows').then((r) => json(r).shadows as Array<Record<string, unknown>>);
+      expect((await states()).find((s) => s.route === 'a')).toMatchObject({ copied: 1, skipped: { saturated: 1 } });
+      expect((await send(gw.port, '/b/1')).status).toBe(200);
+      await eventually(async () => (await states()).find((s) => s.route === 'b')!.shadowError === 1);
+      await eventually(async () => (await states()).find((s) => s.route === 'a')!.shadowError === 1, 3000);
+      expect((await send(gw.gw.adminPort!, '/shadows/nope/samples')).status).toBe(404);
+    } finally {
+      await gw.stop();
+      await Promise.all([primary.close(), hang.close()]);
+    }
+  });
+});
