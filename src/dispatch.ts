@@ -137,7 +137,8 @@ export class Exchange implements Deadline {
       // (server.requestTimeoutMs) applies.
       if (!this.req.complete) {
         this.awaitingBody = true;
-        this.req.once('end', onClientBodyEnd);
+        // `on`: the request ends once, and `once` would allocate a wrapper per upload.
+        this.req.on('end', onClientBodyEnd);
       }
     }
     const remaining = this.isFallback ? up.config.timeoutMs : Math.min(up.config.timeoutMs, this.deadline - performanceNow());
@@ -145,7 +146,7 @@ export class Exchange implements Deadline {
       (resolve, reject) => {
         this.resolveAttempt = resolve;
         this.rejectAttempt = reject;
-        if (!this.awaitingBody) deadlines.arm(this, Math.max(1, Math.round(remaining)));
+        deadlines.arm(this, Math.max(1, Math.round(remaining)));
         up.transport.send(inst.index, this.req, this.res, body, (err) => this.onError(n, err));
       },
       (err) => this.afterAttempt(n, up, inst, err),
@@ -157,6 +158,7 @@ export class Exchange implements Deadline {
     if (!this.awaitingBody) return;
     this.awaitingBody = false;
     if (this.responded || this.finished || this.resolveAttempt === undefined) return;
+    // Re-armed: the upstream's time starts now.
     this.deadline = performanceNow() + this.upstream.config.timeoutMs;
     deadlines.arm(this, this.upstream.config.timeoutMs);
   }
@@ -187,7 +189,7 @@ export class Exchange implements Deadline {
     const status = proxyRes.statusCode ?? 502;
     const headers = responseHeaders(proxyRes.rawHeaders, state.id);
     const prefix = this.isFallback ? this.fallbackRestore : this.restore;
-    if (prefix !== '') restorePrefix(headers, prefix, this.route.rewriteLocation, this.route.rewriteCookiePath, this.upstream.config.urls.map(originOf));
+    if (prefix !== '') restorePrefix(headers, prefix, this.route.rewriteLocation, this.route.rewriteCookiePath, this.upstream.origins);
     if (this.isFallback) headers.push('X-Strangler-Fallback', this.upstream.name);
     if (state.extraResponseHeaders !== undefined) headers.push(...state.extraResponseHeaders);
     try {
@@ -239,6 +241,16 @@ export class Exchange implements Deadline {
   onDeadline(): void {
     if (this.responded) return;
     const state = this.state;
+    if (this.awaitingBody) {
+      // The body is still arriving. While the upstream takes what the client sends, the client's own
+      // limit (requestTimeoutMs) applies: wait another round. An upstream that stopped reading (its
+      // socket is full) or never got a socket is the upstream's delay: it times out as usual.
+      const pr = state.proxyReq;
+      if (pr !== undefined && pr.socket !== null && !pr.writableNeedDrain) {
+        deadlines.arm(this, this.upstream.config.timeoutMs);
+        return;
+      }
+    }
     state.timedOut = true;
     // Destroying surfaces as the attempt's error, answered 504 because timedOut is set;
     // with no socket yet (pool saturated), or a request already closed without an error, answer now.
@@ -268,7 +280,12 @@ export class Exchange implements Deadline {
       up.instances.success(inst);
       return;
     }
-    if (err.kind === 'CLIENT_ABORT' || err.kind === 'CIRCUIT_OPEN') return;
+    if (err.kind === 'CLIENT_ABORT') return;
+    // The breaker refused the call itself (opened between the check and the call): answered like an open circuit.
+    if (err.kind === 'CIRCUIT_OPEN') {
+      if (!this.responded && !this.finished && n === this.attempt) this.unavailable('CIRCUIT_OPEN');
+      return;
+    }
     if (err.counts && err.kind !== 'UPSTREAM_ERROR' && up.instances.failure(inst, err.kind === 'UPSTREAM_CONNECT_FAILED') > 0) {
       this.events.ejected(up.name);
       this.events.log.warn({ upstream: up.name, instance: inst.url, reqId: this.state.id }, 'instance ejected');
@@ -341,6 +358,11 @@ export class Exchange implements Deadline {
     // Aborted, or answered by the gateway itself while an attempt was still under way (a 408 for a
     // client too slow to send its body): the upstream request must not stay open, nor its attempt pending.
     if (aborted) this.state.shadow?.failed();
+    if (this.state.errorCode === 'REQUEST_TIMEOUT' && !this.responded && this.held !== undefined && this.held.breaker.state === 'half-open') {
+      // A trial whose client was too slow says nothing about the upstream: give the trial to the next request.
+      this.held.breaker.abandonTrial();
+      this.resolveAttempt = this.rejectAttempt = undefined;
+    }
     if (aborted || !this.responded) {
       const { proxyReq, proxyRes } = this.state;
       // Not ended: still being received, or received but not all relayed (the client stopped reading). Either way the upstream socket must not stay busy.
@@ -356,10 +378,6 @@ export class Exchange implements Deadline {
 function nextInstanceSeconds(up: Upstream): number {
   const soonest = Math.min(...up.instances.instances.map((i) => i.ejectedUntil));
   return Math.max(1, Math.ceil((soonest - Date.now()) / 1000));
-}
-
-function originOf(url: string): string {
-  return new URL(url).origin;
 }
 
 function onClientBodyEnd(this: IncomingMessage): void {

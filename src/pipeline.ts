@@ -95,7 +95,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
       const pending = socket[kPendingError];
       if (pending !== undefined && open.length === 0) {
         socket[kPendingError] = undefined;
-        if (res.shouldKeepAlive && socket.writable) socket.end(pending);
+        // A response that closes the connection itself (rejectAndClose) has destroyed it by now.
+        if (socket.writable) socket.end(pending);
         else socket.destroy();
       }
     }
@@ -379,7 +380,9 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const open = (socket as SocketWithRequests)[kOpen];
     // The request being received is the connection's latest.
     const res = open?.[open.length - 1];
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && res !== undefined) {
+    // A body too slow: that request's own 408. (A headers timeout of a later pipelined request is
+    // reported with the same code while the last open request is complete: answered after it, below.)
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && res !== undefined && !res.req.complete) {
       const state = stateOf(res.req);
       if (res.headersSent || state === undefined) return void socket.destroy();
       state.errorCode = 'REQUEST_TIMEOUT';

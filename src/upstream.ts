@@ -21,6 +21,8 @@ export class Upstream {
   readonly budget: RetryBudget;
   /** Requests in flight to this upstream (the bulkhead's count). */
   inFlight = 0;
+  /** Its instances' origins (`http://10.0.0.5:8080`), for recognising its own absolute redirects. */
+  readonly origins: readonly string[];
 
   constructor(
     readonly name: string,
@@ -30,6 +32,7 @@ export class Upstream {
     onResponse: ResponseHandler,
   ) {
     this.transport = new UpstreamTransport(name, config, onResponse);
+    this.origins = config.urls.map((u) => new URL(u).origin);
     this.instances = new InstanceSet(config.urls, config.balance, config.outlier);
     this.budget = new RetryBudget(config.retryBudget.percent, config.retryBudget.burst);
     this.breaker = new UpstreamBreaker(config.breaker, {

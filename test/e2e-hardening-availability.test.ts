@@ -4,7 +4,7 @@
  * circuit for everyone), and a slow client is cut close to its own limit.
  */
 import { connect, type Socket } from 'node:net';
-import { createServer, get, type IncomingMessage, type Server } from 'node:http';
+import { createServer, get, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { json, send, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
 
@@ -208,6 +208,103 @@ routes: [ { name: all, path: /, upstream: app } ]
       await until(() => upstreamClosedEarly, 3000);
       await until(() => gw.gw.inFlightRequests === 0 && gw.gw.table.upstreams.get('app')!.inFlight === 0, 3000);
       sock.destroy();
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+});
+
+
+describe('review findings', () => {
+  test('an upstream that stops reading a streamed body times out (504) even without a client limit', async () => {
+    const { createServer: createHttpServer } = await import('node:http');
+    const stuck = createHttpServer(() => undefined);
+    await new Promise<void>((r) => stuck.listen(0, '127.0.0.1', r));
+    const gw = await startGateway(`
+admin: { port: 0 }
+server: { requestTimeoutMs: 0 }
+upstreams: { app: { url: http://127.0.0.1:${(stuck.address() as AddressInfo).port}, timeoutMs: 800 } }
+routes: [ { name: all, path: /, upstream: app, replayBodyBytes: 0 } ]
+`);
+    try {
+      const started = performance.now();
+      const status = await new Promise<number>((resolve) => {
+        const req = request({ host: '127.0.0.1', port: gw.port, path: '/up', method: 'POST', headers: { 'content-length': 64 << 20 }, agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', () => resolve(0));
+        const chunk = Buffer.alloc(1 << 20);
+        let sent = 0;
+        const pump = () => {
+          while (sent < 64 && req.write(chunk)) sent++;
+          if (sent < 64) req.once('drain', pump);
+        };
+        pump();
+      });
+      expect(status).toBe(504);
+      expect(performance.now() - started).toBeLessThan(3000);
+      await until(() => gw.gw.inFlightRequests === 0 && gw.gw.table.upstreams.get('app')!.inFlight === 0, 3000);
+    } finally {
+      await gw.stop();
+      stuck.closeAllConnections();
+      await new Promise<void>((r) => stuck.close(() => r()));
+    }
+  });
+
+  test('a half-open trial whose client is too slow to send does not reopen the circuit', async () => {
+    let failing = true;
+    const up = await startUpstream((_req, res, body) => {
+      res.writeHead(failing ? 500 : 200);
+      res.end(`got ${body.length}`);
+    });
+    const gw = await startGateway(`
+admin: { port: 0 }
+server: { headersTimeoutMs: 1000, requestTimeoutMs: 1200 }
+upstreams: { app: { url: ${up.url}, breaker: { minRequests: 1, errorPercent: 50, openMs: 300 } } }
+routes: [ { name: all, path: /, upstream: app, replayBodyBytes: 0, retry: { enabled: false } } ]
+`);
+    try {
+      const breaker = gw.gw.table.upstreams.get('app')!.breaker;
+      expect((await send(gw.port, '/x')).status).toBe(500);
+      expect(breaker.state).toBe('open');
+      failing = false;
+      await new Promise((r) => setTimeout(r, 400));
+      // The trial is an upload that never completes: the client's 408, not the upstream's failure.
+      const { reply } = await slowUpload(gw.port, '/slow', 100, 300);
+      expect(reply).toMatch(/^HTTP\/1\.1 408/);
+      expect(breaker.state).toBe('half-open');
+      // The next request is the trial now, and the healthy upstream closes the circuit.
+      expect((await send(gw.port, '/y')).status).toBe(200);
+      expect(breaker.state).toBe('closed');
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+
+  test('a headers timeout of a later pipelined request: the earlier request gets its own answer first', async () => {
+    const up = await startUpstream((_req, res) => setTimeout(() => res.end('slow answer'), 1200));
+    const gw = await startGateway(`
+server: { headersTimeoutMs: 500, requestTimeoutMs: 5000 }
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+    try {
+      const reply = await new Promise<string>((resolve) => {
+        let out = '';
+        const sock = connect(gw.port, '127.0.0.1', () => sock.write('GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nX-Part: '));
+        sock.on('data', (c) => (out += c.toString()));
+        sock.on('error', () => undefined);
+        sock.on('close', () => resolve(out));
+        setTimeout(() => sock.destroy(), 6000).unref();
+      });
+      const statuses = [...reply.matchAll(/(?:^|\r\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      // A was complete: it gets its own answer, never the 408 of B's stalled head (B is refused or closed after).
+      expect(statuses[0]).toBe(200);
+      expect(statuses.slice(1).every((st) => st === 408)).toBe(true);
+      expect(reply).toContain('slow answer');
     } finally {
       await gw.stop();
       await up.close();

@@ -142,4 +142,21 @@ describe('WebSocket upgrades answered without 101', () => {
       await up.close();
     }
   });
+
+  test('a refused upgrade whose body is cut short closes the client\'s connection', async () => {
+    const up = await rawUpstream(() => 'HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
+    // The raw upstream leaves its connection open after answering: close it after the first chunk.
+    up.server.on('connection', (sock) => sock.on('data', () => setTimeout(() => sock.destroy(), 100)));
+    const gw = await gatewayFor(up.url);
+    try {
+      const { reply, closed, ms } = await exchange(gw.port, UPGRADE, 3000);
+      expect(reply).toMatch(/^HTTP\/1\.1 503 /);
+      expect(reply).toContain('hello');
+      expect(closed).toBe(true);
+      expect(ms).toBeLessThan(2000);
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
 });

@@ -81,6 +81,38 @@ routes: [ { name: all, path: /, upstream: app } ]
   });
 });
 
+describe('interim answers and clients that cannot take them', () => {
+  test('a Link list Node refuses to relay as a hint: the 200 still arrives', async () => {
+    const up = await startUpstream((_req, res) => {
+      // Written raw: Node's own writeEarlyHints refuses this legal Link list too.
+      res.socket!.write('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload, </b.js>; rel=preload\r\n\r\n');
+      setTimeout(() => res.end('page'), 20);
+    });
+    const gw = await startGateway(`
+upstreams: { app: { url: ${up.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`);
+    try {
+      const r = await get(gw.port, '/x');
+      expect(r.res.statusCode).toBe(200);
+      expect(r.body).toBe('page');
+      // An HTTP/1.0 client never gets a 1xx (RFC 9110 §15.2).
+      const raw = await new Promise<string>((resolve) => {
+        const { connect } = require('node:net') as typeof import('node:net');
+        let out = '';
+        const sock = connect(gw.port, '127.0.0.1', () => sock.write('GET /y HTTP/1.0\r\n\r\n'));
+        sock.on('data', (c: Buffer) => (out += c.toString()));
+        sock.on('close', () => resolve(out));
+      });
+      expect(raw).toMatch(/^HTTP\/1\.1 200 /);
+      expect(raw).not.toContain(' 103 ');
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+});
+
 describe('a service mounted under a stripped prefix', () => {
   let up: Upstream;
   let gw: TestGateway;

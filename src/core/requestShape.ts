@@ -31,7 +31,8 @@ export function malformedRequest(req: IncomingMessage): ErrorCode | undefined {
   }
   const host = req.headers.host;
   if (host !== undefined) {
-    if (!HOST.test(host)) return 'BAD_REQUEST';
+    // Empty is legal: a client must send it when the target has no authority (RFC 9112 §3.2).
+    if (host !== '' && !HOST.test(host)) return 'BAD_REQUEST';
     // Node keeps the first Host and drops the others from req.headers: count them in the raw list.
     let hosts = 0;
     for (let i = 0; i < raw.length; i += 2) {

@@ -181,19 +181,36 @@ export function restorePrefix(headers: string[], prefix: string, location: boole
 function restoreLocation(value: string, prefix: string, origins: readonly string[]): string {
   let path: string | undefined;
   if (value.startsWith('/') && !value.startsWith('//')) path = value;
-  else {
-    for (const origin of origins) {
-      if (value.startsWith(origin) && (value.length === origin.length || value[origin.length] === '/')) path = value.slice(origin.length) || '/';
+  else if (/^https?:\/\//i.test(value)) {
+    // Compared parsed: scheme and host case, default ports.
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      return value;
     }
+    if (origins.includes(url.origin)) path = url.pathname + url.search + url.hash;
   }
-  if (path === undefined || path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?')) return path ?? value;
-  return prefix + path;
+  if (path === undefined) return value;
+  return underPrefix(path, prefix) ? path : prefix + path;
 }
 
-const COOKIE_PATH = /(;\s*path=)(\/[^;]*)/i;
+/** Already under the prefix (`/svc`, `/svc/…`, `/svc?…`, `/svc#…`): left as it is. */
+function underPrefix(path: string, prefix: string): boolean {
+  if (!path.startsWith(prefix)) return false;
+  const next = path.charCodeAt(prefix.length);
+  return Number.isNaN(next) || next === 0x2f || next === 0x3f || next === 0x23;
+}
+
+/** Every Path attribute (RFC 6265 §5.3 uses the last one), spaces around `=` allowed. */
+const COOKIE_PATH = /(;\s*path\s*=\s*)(\/[^;]*)/gi;
 
 function restoreCookiePath(value: string, prefix: string): string {
-  return value.replace(COOKIE_PATH, (_m, attr: string, path: string) => `${attr}${path === '/' ? prefix : prefix + path}`);
+  return value.replace(COOKIE_PATH, (_m, attr: string, path: string) => {
+    const p = path.trimEnd();
+    if (underPrefix(p, prefix)) return `${attr}${path}`;
+    return `${attr}${p === '/' ? prefix : prefix + p}`;
+  });
 }
 
 function connectionTokens(value: string, into: string[] | null): string[] | null {

@@ -325,7 +325,8 @@ function onInformation(this: ClientRequest & { [kClientReq]?: IncomingMessage },
   const req = this[kClientReq];
   const state = req === undefined ? undefined : stateOf(req);
   const res = state?.res;
-  if (state === undefined || res === undefined || res.headersSent || res.destroyed) return;
+  // No 1xx to an HTTP/1.0 client (RFC 9110 §15.2).
+  if (state === undefined || res === undefined || res.headersSent || res.destroyed || req!.httpVersionMinor === 0) return;
   if (info.statusCode === 102) return void res.writeProcessing();
   if (info.statusCode !== 103) return;
   const hints: Record<string, string | string[]> = {};
@@ -335,7 +336,12 @@ function onInformation(this: ClientRequest & { [kClientReq]?: IncomingMessage },
     const prior = hints[name];
     hints[name] = prior === undefined ? pairs[i + 1]! : [...(Array.isArray(prior) ? prior : [prior]), pairs[i + 1]!];
   }
-  if (hints.link !== undefined) res.writeEarlyHints(hints);
+  if (hints.link === undefined) return;
+  try {
+    res.writeEarlyHints(hints);
+  } catch {
+    // Node refuses some legal Link values (a list, a quoted space): hints are optional, the answer is not.
+  }
 }
 
 function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage, socket: Duplex, options: ProxyOptions): void {
@@ -375,6 +381,10 @@ function refusedUpgrade(res: IncomingMessage, socket: Duplex, requestId: string)
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   socket.write(`${head}connection: close\r\n\r\n`);
   res.pipe(socket);
+  // The body is delimited by the close: one cut short must close the client's connection too.
+  res.on('close', () => {
+    if (!res.complete) socket.destroy();
+  });
 }
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ETIMEDOUT', 'EADDRNOTAVAIL', 'ECONNABORTED']);

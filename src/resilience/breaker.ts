@@ -75,6 +75,22 @@ export class UpstreamBreaker {
     return this.current;
   }
 
+  /**
+   * A half-open trial that proved nothing about the upstream (its client was
+   * too slow to send the body): the next request becomes the trial instead,
+   * and the circuit neither opens nor closes on it.
+   */
+  abandonTrial(): void {
+    if (this.current !== 'half-open' || this.cb === undefined) return;
+    this.trialInFlight = false;
+    // opossum lets one call through while half-open and refuses the rest until it settles; this one
+    // never will, so its "pending close" flag is set again for the next trial. opossum 9 keeps it
+    // under a symbol of its own (checked by the half-open tests).
+    const cb = this.cb as unknown as Record<symbol, unknown>;
+    const pendingClose = Object.getOwnPropertySymbols(cb).find((s) => s.description === 'pending-close');
+    if (pendingClose !== undefined) cb[pendingClose] = true;
+  }
+
   /** Whether a request may be sent now (false: fail fast or fall back). */
   allows(): boolean {
     if (this.current === 'closed') return true;
