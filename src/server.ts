@@ -97,6 +97,7 @@ export class Gateway implements PipelineHost, AdminControl {
       shadowEvents: {
         outcome: (route, outcome) => metrics?.shadowOutcome(route, outcome),
         skipped: (route, reason) => metrics?.shadowSkip(route, reason),
+        late: (route, reqId, outcome, fields) => this.log.info({ reqId, route, shadow: outcome, fields }, 'shadow comparison'),
       },
       canaryEvents: {
         rolledBack: (route, details) => {

@@ -37,7 +37,9 @@ export class RequestState {
   /** The request was served by a fallback upstream. */
   fellBack = false;
   /** The parallel run's copy of this request, told about the primary's answer as it is relayed. */
-  shadow: { head(status: number, headers: import('node:http').IncomingHttpHeaders): void; chunk(chunk: Buffer): void; end(): void; failed(): void } | undefined = undefined;
+  shadow: { outcome(): string; head(status: number, headers: import('node:http').IncomingHttpHeaders): void; chunk(chunk: Buffer): void; end(): void; failed(): void } | undefined = undefined;
+  /** Set when a route with a shadow did not copy this request. */
+  shadowSkipped = false;
   /** Extra headers for the proxied response (a canary's Set-Cookie). */
   extraResponseHeaders: string[] | undefined = undefined;
   constructor(

@@ -61,7 +61,8 @@ export class AccessLog {
       `{"level":30,"time":${Date.now()}${this.head}${str(s.id)},"method":"${s.method}","path":${str(s.path)}` +
         `${safe('route', s.route)}${safe('upstream', s.upstream)},"status":${f.status},"durationMs":${millis(f.durationMs)}` +
         `,"bytes":${f.bytes},"aborted":${f.aborted}${safe('error', s.errorCode)}${opt('user', s.userId)}${safe('auth', s.authFailure)}` +
-        `${safe('canary', s.canarySide)}${safe('canaryReason', s.canaryReason)}${s.fellBack ? ',"fallback":true' : ''}${safe('client', f.client)},"msg":"request"}\n`,
+        `${safe('canary', s.canarySide)}${safe('canaryReason', s.canaryReason)}${s.fellBack ? ',"fallback":true' : ''}` +
+        `${s.shadow !== undefined ? safe('shadow', s.shadow.outcome()) : s.shadowSkipped ? ',"shadow":"skipped"' : ''}${safe('client', f.client)},"msg":"request"}\n`,
     );
   }
 }

@@ -11,10 +11,14 @@ export type ShadowOutcome = 'match' | 'mismatch' | 'shadow-error' | 'skipped';
 export interface ShadowEvents {
   outcome(route: string, outcome: ShadowOutcome): void;
   skipped(route: string, reason: SkipReason): void;
+  /** A comparison that finished after the request's access line was written (which said `pending`). */
+  late(route: string, requestId: string, outcome: ShadowOutcome, fields: string[]): void;
 }
 
 /** What the primary's side reports to its copy: the head, the body as it streams, the end or a failure. */
 export interface ShadowTap {
+  /** For the access line: the outcome, or `pending` while the copy is under way. */
+  outcome(): string;
   head(status: number, headers: IncomingHttpHeaders): void;
   chunk(chunk: Buffer): void;
   end(): void;
@@ -63,7 +67,7 @@ export class ShadowRoute {
    * same moment; returns the tap the primary's answer is reported to, or
    * undefined when the request is not copied (counted as skipped).
    */
-  copy(method: string, path: string, query: string, headers: IncomingHttpHeaders, hasBody: boolean): ShadowTap | undefined {
+  copy(requestId: string, method: string, path: string, query: string, headers: IncomingHttpHeaders, hasBody: boolean): ShadowTap | undefined {
     const c = this.counts;
     let reason: SkipReason | undefined;
     if (!this.methods.has(method)) reason = 'method';
@@ -75,7 +79,7 @@ export class ShadowRoute {
       return undefined;
     }
     c.copied++;
-    return new ShadowCopy(this, method, this.pathFor(path, query), this.headersFor(headers));
+    return new ShadowCopy(this, requestId, method, this.pathFor(path, query), this.headersFor(headers));
   }
 
   private pathFor(path: string, query: string): string {
@@ -107,24 +111,30 @@ export class ShadowRoute {
     return () => req.destroy();
   }
 
-  skip(reason: SkipReason): void {
+  skip(reason: SkipReason): ShadowOutcome {
     const c = this.counts;
     c.skipped.set(reason, (c.skipped.get(reason) ?? 0) + 1);
     this.events.skipped(this.route, reason);
     this.events.outcome(this.route, 'skipped');
+    return 'skipped';
   }
 
-  shadowError(): void {
+  shadowError(): ShadowOutcome {
     this.counts.shadowError++;
     this.events.outcome(this.route, 'shadow-error');
+    return 'shadow-error';
   }
 
-  compared(primary: { status: number; headers: IncomingHttpHeaders; body: Buffer }, shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer }, ms: { primary: number; shadow: number }): void {
+  late(requestId: string, outcome: ShadowOutcome, fields: string[]): void {
+    this.events.late(this.route, requestId, outcome, fields);
+  }
+
+  compared(primary: { status: number; headers: IncomingHttpHeaders; body: Buffer }, shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer }, ms: { primary: number; shadow: number }): { outcome: ShadowOutcome; fields: string[] } {
     const c = this.counts;
     // A failing shadow is an error, not a difference (unless the primary failed the same way).
-    if (shadow.status >= 500 && primary.status < 500) return this.shadowError();
+    if (shadow.status >= 500 && primary.status < 500) return { outcome: this.shadowError(), fields: [] };
     const result = compareAnswers(primary, shadow, this.compare);
-    if (result.outcome === 'too-large') return this.skip('too-large');
+    if (result.outcome === 'too-large') return { outcome: this.skip('too-large'), fields: [] };
     c.compared++;
     c.latency.primary.push(ms.primary);
     c.latency.shadow.push(ms.shadow);
@@ -137,7 +147,7 @@ export class ShadowRoute {
     if (result.outcome === 'match') {
       c.match++;
       this.events.outcome(this.route, 'match');
-      return;
+      return { outcome: 'match', fields: [] };
     }
     c.mismatch++;
     this.events.outcome(this.route, 'mismatch');
@@ -150,6 +160,7 @@ export class ShadowRoute {
     }
     c.samples.push({ at: new Date().toISOString(), statuses: [primary.status, shadow.status], differences: result.differences.slice(0, 20).map(sampleOf) });
     if (c.samples.length > MAX_SAMPLES) c.samples.shift();
+    return { outcome: 'mismatch', fields: [...seen] };
   }
 
   describe(): Record<string, unknown> {
@@ -233,11 +244,15 @@ class ShadowCopy implements ShadowTap {
   private shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer; ms: number } | undefined;
   private readonly started = performance.now();
   private finished = false;
+  private result: ShadowOutcome | undefined;
+  /** The access line was written while the copy was under way: its result gets a line of its own. */
+  private reportLate = false;
   private readonly cancel: () => void;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
     private readonly owner: ShadowRoute,
+    private readonly requestId: string,
     method: string,
     path: string,
     headers: IncomingHttpHeaders,
@@ -254,7 +269,7 @@ class ShadowCopy implements ShadowTap {
       size += c.length;
       if (size > this.owner.config.maxBodyBytes) {
         res.destroy();
-        this.finish(() => this.owner.skip('too-large'));
+        this.finish(() => ({ outcome: this.owner.skip('too-large'), fields: [] }));
         return;
       }
       chunks.push(c);
@@ -267,7 +282,13 @@ class ShadowCopy implements ShadowTap {
   }
 
   private shadowFailed(): void {
-    this.finish(() => this.owner.shadowError());
+    this.finish(() => ({ outcome: this.owner.shadowError(), fields: [] }));
+  }
+
+  outcome(): string {
+    if (this.result !== undefined) return this.result;
+    this.reportLate = true;
+    return 'pending';
   }
 
   head(status: number, headers: IncomingHttpHeaders): void {
@@ -278,7 +299,7 @@ class ShadowCopy implements ShadowTap {
     const p = this.primary;
     if (p === undefined || this.finished) return;
     p.size += chunk.length;
-    if (p.size > this.owner.config.maxBodyBytes) return this.finish(() => this.owner.skip('too-large'));
+    if (p.size > this.owner.config.maxBodyBytes) return this.finish(() => ({ outcome: this.owner.skip('too-large'), fields: [] }));
     p.chunks.push(chunk);
   }
 
@@ -291,7 +312,7 @@ class ShadowCopy implements ShadowTap {
   }
 
   failed(): void {
-    this.finish(() => this.owner.skip('primary-failed'));
+    this.finish(() => ({ outcome: this.owner.skip('primary-failed'), fields: [] }));
   }
 
   private tryCompare(): void {
@@ -302,13 +323,15 @@ class ShadowCopy implements ShadowTap {
   }
 
   /** Exactly once: stops the copy's timer and request, releases its slot, records its result. */
-  private finish(record: () => void): void {
+  private finish(record: () => { outcome: ShadowOutcome; fields: string[] }): void {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.timer);
     this.cancel();
     this.primary = undefined;
     this.owner.inFlight--;
-    record();
+    const { outcome, fields } = record();
+    this.result = outcome;
+    if (this.reportLate) this.owner.late(this.requestId, outcome, fields);
   }
 }
