@@ -81,6 +81,10 @@ routes:
     expect(copy.headers.authorization).toBeUndefined();
     expect(copy.headers.cookie).toBeUndefined();
     expect(primary.received[0]!.headers.authorization).toBe('Bearer secret-token');
+    // strangler explain names the same copy.
+    const { explain } = await import('../src/routing/explain');
+    expect(explain(gw.gw.table.config, 'GET', '/api/orders/7?x=1', {}).shadow).toMatchObject({ copied: true, upstream: 'orders', upstreamPath: copy.url });
+    expect(explain(gw.gw.table.config, 'POST', '/api/orders', {}).shadow).toMatchObject({ copied: false, reason: 'method' });
     await until(() => gw.gw.table.shadows.get('orders')!.inFlight === 0);
   });
 

@@ -17,6 +17,8 @@ export interface Explanation {
   upstreamUrl?: string;
   /** Canary routes: the side this user/cookie/header lands on (with the table's share; live rollback and ramp state are in GET /canaries). */
   canary?: { side: 'primary' | 'canary'; reason: string; bucket: number | null; percent: number; upstream: string; upstreamPath: string; newCookie: boolean };
+  /** Routes with a shadow: whether this request would be copied (eligibility; `percent` is a random draw per request), where, and what is compared. */
+  shadow?: { copied: boolean; reason: string | null; percent: number; upstream: string; upstreamPath: string; compares: { status: true; headers: string[]; ignore: string[]; unordered: string[] } };
 }
 
 /**
@@ -54,9 +56,28 @@ export function explain(config: RouteTableConfig, method: string, target: string
       newCookie: d.setCookie !== undefined,
     };
   }
+  let shadow: Explanation['shadow'];
+  const sh = route.config.shadow;
+  if (sh !== undefined) {
+    const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+    const reason = canary?.side === 'canary' ? 'canary side' : !sh.methods.includes(m as never) ? 'method' : hasBody ? 'body' : null;
+    const strip = sh.stripPrefix === undefined || sh.stripPrefix === '/' ? 0 : sh.stripPrefix.replace(/\/$/, '').length;
+    const base = new URL(config.upstreams[sh.upstream]!.urls[0]!).pathname.replace(/\/$/, '');
+    let rest = sent.slice(strip);
+    if (rest === '' || !rest.startsWith('/')) rest = '/' + rest;
+    shadow = {
+      copied: reason === null,
+      reason,
+      percent: sh.percent,
+      upstream: sh.upstream,
+      upstreamPath: base + rest + query,
+      compares: { status: true, headers: sh.compare.headers, ignore: sh.compare.ignore, unordered: sh.compare.unordered },
+    };
+  }
   return {
     ...out,
     ...(canary ? { canary } : {}),
+    ...(shadow ? { shadow } : {}),
     outcome: 'proxy',
     normalizedPath: path,
     route: { name: route.name, path: route.path, exact: route.exact, methods: route.methods ? [...route.methods] : 'any', host: route.config.host ?? null },
