@@ -416,7 +416,7 @@ function copyToShadow(req: IncomingMessage, state: RequestState, r: CompiledRout
   if (shadow === undefined) return;
   const h = req.headers;
   const hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
-  state.shadow = shadow.copy(state.id, state.method, forwardPath(r, state), query, h, hasBody);
+  state.shadow = shadow.copy(state.id, state.method, forwardPath(r, state), query, h, hasBody ? req : undefined);
   if (state.shadow === undefined) state.shadowSkipped = true;
 }
 

@@ -60,7 +60,9 @@ export function explain(config: RouteTableConfig, method: string, target: string
   const sh = route.config.shadow;
   if (sh !== undefined) {
     const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
-    const reason = canary?.side === 'canary' ? 'canary side' : !sh.methods.includes(m as never) ? 'method' : hasBody ? 'body' : null;
+    const length = headers['content-length'];
+    const reason =
+      canary?.side === 'canary' ? 'canary side' : !sh.methods.includes(m as never) ? 'method' : hasBody && length === undefined ? 'body-unknown-length' : hasBody && Number(length) > sh.maxBodyBytes ? 'too-large' : null;
     const strip = sh.stripPrefix === undefined || sh.stripPrefix === '/' ? 0 : sh.stripPrefix.replace(/\/$/, '').length;
     const base = new URL(config.upstreams[sh.upstream]!.urls[0]!).pathname.replace(/\/$/, '');
     let rest = sent.slice(strip);

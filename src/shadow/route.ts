@@ -5,7 +5,7 @@ import type { ShadowConfig } from '../config/schema';
 import { compareAnswers, type CompareOptions, type Difference } from './compare';
 
 /** Why a request was not copied, or its answers not compared. */
-export type SkipReason = 'sampled-out' | 'method' | 'body' | 'saturated' | 'too-large' | 'primary-failed';
+export type SkipReason = 'sampled-out' | 'method' | 'body-unknown-length' | 'saturated' | 'too-large' | 'primary-failed';
 export type ShadowOutcome = 'match' | 'mismatch' | 'shadow-error' | 'skipped';
 
 export interface ShadowEvents {
@@ -67,11 +67,12 @@ export class ShadowRoute {
    * same moment; returns the tap the primary's answer is reported to, or
    * undefined when the request is not copied (counted as skipped).
    */
-  copy(requestId: string, method: string, path: string, query: string, headers: IncomingHttpHeaders, hasBody: boolean): ShadowTap | undefined {
+  copy(requestId: string, method: string, path: string, query: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined): ShadowTap | undefined {
     const c = this.counts;
     let reason: SkipReason | undefined;
     if (!this.methods.has(method)) reason = 'method';
-    else if (hasBody) reason = 'body';
+    else if (body !== undefined && headers['content-length'] === undefined) reason = 'body-unknown-length';
+    else if (body !== undefined && Number(headers['content-length']) > this.config.maxBodyBytes) reason = 'too-large';
     else if (this.config.percent < 100 && Math.random() * 100 >= this.config.percent) reason = 'sampled-out';
     else if (this.inFlight >= this.config.maxConcurrent) reason = 'saturated';
     if (reason !== undefined) {
@@ -79,7 +80,7 @@ export class ShadowRoute {
       return undefined;
     }
     c.copied++;
-    return new ShadowCopy(this, requestId, method, this.pathFor(path, query), this.headersFor(headers));
+    return new ShadowCopy(this, requestId, method, this.pathFor(path, query), this.headersFor(headers), body, redactQuery(path, query));
   }
 
   private pathFor(path: string, query: string): string {
@@ -103,11 +104,19 @@ export class ShadowRoute {
     return out;
   }
 
-  send(method: string, path: string, headers: IncomingHttpHeaders, onResponse: (res: IncomingMessage) => void, onError: () => void): () => void {
+  /** Sends the copy; its body, when the request has one, is written as the client's arrives (both sides get it at once). */
+  send(method: string, path: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined, onResponse: (res: IncomingMessage) => void, onError: () => void): () => void {
     const send = this.target.protocol === 'https:' ? httpsRequest : request;
     const req = send({ protocol: this.target.protocol, hostname: this.target.hostname.replace(/^\[|\]$/g, ''), port: this.target.port, method, path, headers, agent: this.agent }, onResponse);
     req.on('error', onError);
-    req.end();
+    if (body === undefined || body.complete) req.end();
+    else {
+      // At most maxBodyBytes (its Content-Length was checked): held here if the shadow reads slowly.
+      const onData = (chunk: Buffer) => void req.write(chunk);
+      body.on('data', onData);
+      body.once('end', () => req.end());
+      body.once('close', () => body.off('data', onData));
+    }
     return () => req.destroy();
   }
 
@@ -129,7 +138,12 @@ export class ShadowRoute {
     this.events.late(this.route, requestId, outcome, fields);
   }
 
-  compared(primary: { status: number; headers: IncomingHttpHeaders; body: Buffer }, shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer }, ms: { primary: number; shadow: number }): { outcome: ShadowOutcome; fields: string[] } {
+  compared(
+    primary: { status: number; headers: IncomingHttpHeaders; body: Buffer },
+    shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer },
+    ms: { primary: number; shadow: number },
+    request: { id: string; method: string; path: string },
+  ): { outcome: ShadowOutcome; fields: string[] } {
     const c = this.counts;
     // A failing shadow is an error, not a difference (unless the primary failed the same way).
     if (shadow.status >= 500 && primary.status < 500) return { outcome: this.shadowError(), fields: [] };
@@ -158,7 +172,7 @@ export class ShadowRoute {
       const key = c.fields.has(d.field) || c.fields.size < MAX_FIELDS ? d.field : 'other';
       c.fields.set(key, (c.fields.get(key) ?? 0) + 1);
     }
-    c.samples.push({ at: new Date().toISOString(), statuses: [primary.status, shadow.status], differences: result.differences.slice(0, 20).map(sampleOf) });
+    c.samples.push({ at: new Date().toISOString(), requestId: request.id, method: request.method, path: request.path, statuses: [primary.status, shadow.status], differences: result.differences.slice(0, 20).map(sampleOf) });
     if (c.samples.length > MAX_SAMPLES) c.samples.shift();
     return { outcome: 'mismatch', fields: [...seen] };
   }
@@ -202,6 +216,10 @@ export class ShadowRoute {
 
 interface Sample {
   at: string;
+  requestId: string;
+  method: string;
+  /** Query values redacted: they can carry tokens. */
+  path: string;
   statuses: [number, number];
   differences: Array<{ path: string; kind: string; primary?: string; shadow?: string }>;
 }
@@ -219,6 +237,12 @@ function newCounts() {
     latency: { primary: [] as number[], shadow: [] as number[] },
     samples: [] as Sample[],
   };
+}
+
+/** `/orders?id=7&token=abc` -> `/orders?id=***&token=***`. */
+function redactQuery(path: string, query: string): string {
+  if (query === '' || query === '?') return path;
+  return path + '?' + query.slice(1).split('&').map((kv) => (kv.includes('=') ? `${kv.slice(0, kv.indexOf('='))}=***` : kv)).join('&');
 }
 
 /** Values in samples are cut to 200 characters. */
@@ -253,13 +277,15 @@ class ShadowCopy implements ShadowTap {
   constructor(
     private readonly owner: ShadowRoute,
     private readonly requestId: string,
-    method: string,
+    private readonly method: string,
     path: string,
     headers: IncomingHttpHeaders,
+    body: IncomingMessage | undefined,
+    private readonly shownPath: string,
   ) {
     owner.inFlight++;
     this.timer = setTimeout(() => this.shadowFailed(), owner.config.timeoutMs);
-    this.cancel = owner.send(method, path, headers, (res) => this.onShadowResponse(res), () => this.shadowFailed());
+    this.cancel = owner.send(method, path, headers, body, (res) => this.onShadowResponse(res), () => this.shadowFailed());
   }
 
   private onShadowResponse(res: IncomingMessage): void {
@@ -319,7 +345,9 @@ class ShadowCopy implements ShadowTap {
     const p = this.primary;
     const s = this.shadow;
     if (p === undefined || !p.done || s === undefined) return;
-    this.finish(() => this.owner.compared({ status: p.status, headers: p.headers, body: Buffer.concat(p.chunks) }, s, { primary: p.ms, shadow: s.ms }));
+    this.finish(() =>
+      this.owner.compared({ status: p.status, headers: p.headers, body: Buffer.concat(p.chunks) }, s, { primary: p.ms, shadow: s.ms }, { id: this.requestId, method: this.method, path: this.shownPath }),
+    );
   }
 
   /** Exactly once: stops the copy's timer and request, releases its slot, records its result. */
