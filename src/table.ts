@@ -62,13 +62,6 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
       auth.start();
     }
   }
-  const canaries = new Map<string, CanaryState>();
-  for (const r of config.routes) {
-    if (!r.canary) continue;
-    // Kept while the canary's settings (and primary) are unchanged: a rollback stays until reset or edited.
-    const kept = previous?.canaries.get(r.name);
-    canaries.set(r.name, kept && kept.primary === r.upstream && JSON.stringify(kept.config) === JSON.stringify(r.canary) ? kept : new CanaryState(r.name, r.upstream, r.canary, deps.canaryEvents));
-  }
   const shadows = new Map<string, ShadowRoute>();
   for (const r of config.routes) {
     if (!r.shadow) continue;
@@ -76,7 +69,20 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     // Kept (counts, pool) while the shadow's settings and its upstream's address are unchanged.
     const kept = previous?.shadows.get(r.name);
     const same = kept && JSON.stringify(kept.config) === JSON.stringify(r.shadow) && JSON.stringify(previous!.config.upstreams[r.shadow.upstream]) === JSON.stringify(target);
-    shadows.set(r.name, same ? kept : new ShadowRoute(r.name, r.shadow, target.urls[0]!, target.preserveHost, deps.shadowEvents));
+    const shadow = same ? kept : new ShadowRoute(r.name, r.shadow, target.urls[0]!, target.preserveHost, deps.shadowEvents);
+    if (r.canary?.gate !== undefined) shadow.gateWindow(r.canary.gate.windowMs);
+    shadows.set(r.name, shadow);
+  }
+  const canaries = new Map<string, CanaryState>();
+  for (const r of config.routes) {
+    if (!r.canary) continue;
+    // Kept while the canary's settings (and primary) are unchanged: a rollback stays until reset or edited.
+    const kept = previous?.canaries.get(r.name);
+    const shadow = shadows.get(r.name);
+    // The canary and the parallel run meet here: the gate reads the shadow's agreement.
+    const agreement = shadow === undefined ? undefined : () => shadow.agreement();
+    const same = kept && kept.primary === r.upstream && JSON.stringify(kept.config) === JSON.stringify(r.canary) && (r.canary.gate === undefined || previous?.shadows.get(r.name) === shadow);
+    canaries.set(r.name, same ? kept : new CanaryState(r.name, r.upstream, r.canary, deps.canaryEvents, Date.now, agreement));
   }
   return Object.freeze({
     version: loaded.version,

@@ -67,6 +67,16 @@ interface BadCase {
 
 const badCases: BadCase[] = [
   {
+    label: 'a canary gate without a shadow on the route',
+    yaml: `${GOOD_UPSTREAMS}routes:
+  - name: users
+    path: /api/users
+    upstream: monolith
+    canary: { upstream: users, percent: 50, gate: { maxMismatchPercent: 1 } }
+`,
+    problems: [[10, 51, 'canary.gate needs a shadow on the route']],
+  },
+  {
     label: 'a whole-request timeout shorter than the header timeout (Node would refuse to start)',
     yaml: `server:
   requestTimeoutMs: 60000

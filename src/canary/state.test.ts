@@ -174,3 +174,25 @@ describe('progressive ramp on a fake clock', () => {
     expect((c.describe().ramp as { paused: string }).paused).toMatch(/p95/);
   });
 });
+
+describe('promotion gate on a fake clock', () => {
+  test('the ramp waits for enough comparisons, then for few enough mismatches, then steps', () => {
+    let now = 1_000_000;
+    const agreement = { compared: 0, mismatch: 0 };
+    const cfg = CanarySchema.parse({ upstream: 'orders', percent: 50, steps: [1, 5, 25], stepEveryMs: 60_000, gate: { maxMismatchPercent: 0.5, minCompared: 200 } });
+    const c = new CanaryState('orders', 'monolith', cfg, { rolledBack: () => undefined, stepped: () => undefined }, () => now, () => agreement);
+    expect(c.effectivePercent()).toBe(1);
+    now += 60_000;
+    expect(c.effectivePercent()).toBe(1);
+    expect((c.describe().ramp as { paused: string }).paused).toBe('gate: 0 of 200 comparisons in the window');
+    agreement.compared = 400;
+    agreement.mismatch = 10;
+    now += 60_000;
+    expect(c.effectivePercent()).toBe(1);
+    expect((c.describe().ramp as { paused: string }).paused).toBe('gate: 2.5% of 400 comparisons mismatch, above 0.5%');
+    agreement.mismatch = 1;
+    now += 60_000;
+    expect(c.effectivePercent()).toBe(5);
+    expect((c.describe().ramp as { paused: string | null }).paused).toBeNull();
+  });
+});

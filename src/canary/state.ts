@@ -56,6 +56,8 @@ export class CanaryState {
     readonly config: CanaryConfig,
     private readonly events: CanaryEvents,
     private readonly now: () => number = Date.now,
+    /** The route's parallel-run counts over the gate's window (routes with canary.gate). */
+    private readonly agreement?: () => { compared: number; mismatch: number },
   ) {
     this.salt = config.cohort ?? route;
     const windowMs = config.rollback?.windowMs ?? 60_000;
@@ -143,6 +145,13 @@ export class CanaryState {
     const primary = this.primaryWindow.stats();
     if (canary.p95Ms !== null && primary.p95Ms !== null && canary.p95Ms > primary.p95Ms * this.config.maxLatencyFactor) {
       return `canary p95 ${canary.p95Ms} ms is over ${this.config.maxLatencyFactor}x the primary's ${primary.p95Ms} ms`;
+    }
+    const gate = this.config.gate;
+    if (gate !== undefined && this.agreement !== undefined) {
+      const { compared, mismatch } = this.agreement();
+      if (compared < gate.minCompared) return `gate: ${compared} of ${gate.minCompared} comparisons in the window`;
+      const pct = Math.round((mismatch / compared) * 10_000) / 100;
+      if (pct > gate.maxMismatchPercent) return `gate: ${pct}% of ${compared} comparisons mismatch, above ${gate.maxMismatchPercent}%`;
     }
     return undefined;
   }

@@ -170,6 +170,14 @@ export const CanarySchema = z.strictObject({
   stepEveryMs: int(1000, 604_800_000).default(600_000),
   /** The ramp pauses while the canary's p95 latency exceeds the primary's by more than this factor. */
   maxLatencyFactor: z.preprocess((v) => (typeof v === 'string' ? Number(v) : v), z.number().min(1)).default(1.5),
+  /** Promotion gate: the ramp steps only while the route's parallel run agrees (needs the route's `shadow`). */
+  gate: z
+    .strictObject({
+      maxMismatchPercent: percent,
+      minCompared: int(1, 10_000_000).default(200),
+      windowMs: int(1000, 86_400_000).default(600_000),
+    })
+    .optional(),
 });
 
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name');

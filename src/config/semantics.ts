@@ -83,6 +83,9 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
       if (c.stripPrefix !== undefined && !isSegmentPrefix(c.stripPrefix, route.path)) {
         problems.push(map.problem([...at('canary'), 'stripPrefix'], `${label}: canary.stripPrefix "${c.stripPrefix}" is not a segment prefix of path "${route.path}"`));
       }
+      if (c.gate !== undefined && route.shadow === undefined) {
+        problems.push(map.problem([...at('canary'), 'gate'], `${label}: canary.gate needs a shadow on the route (the gate reads its comparisons)`));
+      }
       if (c.steps && c.steps.some((s, j) => j > 0 && s < c.steps![j - 1]!)) {
         problems.push(map.problem([...at('canary'), 'steps'], `${label}: canary.steps must not go down`));
       }

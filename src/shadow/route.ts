@@ -44,6 +44,9 @@ export class ShadowRoute {
   private readonly compare: CompareOptions;
   inFlight = 0;
   private counts = newCounts();
+  /** Comparisons and mismatches in ten time slots, for a canary gate's window. */
+  private readonly slots = Array.from({ length: 10 }, () => ({ start: 0, compared: 0, mismatch: 0 }));
+  private slotMs = 60_000;
 
   constructor(
     readonly route: string,
@@ -134,6 +137,35 @@ export class ShadowRoute {
     return 'shadow-error';
   }
 
+  /** The window a canary gate reads (set by the table from the route's canary.gate). */
+  gateWindow(windowMs: number): void {
+    this.slotMs = Math.max(1, Math.ceil(windowMs / 10));
+  }
+
+  /** Comparisons and mismatches over the last window. */
+  agreement(now = Date.now()): { compared: number; mismatch: number } {
+    const oldest = now - (now % this.slotMs) - 9 * this.slotMs;
+    let compared = 0;
+    let mismatch = 0;
+    for (const s of this.slots) {
+      if (s.start < oldest) continue;
+      compared += s.compared;
+      mismatch += s.mismatch;
+    }
+    return { compared, mismatch };
+  }
+
+  private slot(now = Date.now()): { start: number; compared: number; mismatch: number } {
+    const start = now - (now % this.slotMs);
+    const s = this.slots[Math.floor(start / this.slotMs) % 10]!;
+    if (s.start !== start) {
+      s.start = start;
+      s.compared = 0;
+      s.mismatch = 0;
+    }
+    return s;
+  }
+
   late(requestId: string, outcome: ShadowOutcome, fields: string[]): void {
     this.events.late(this.route, requestId, outcome, fields);
   }
@@ -150,6 +182,9 @@ export class ShadowRoute {
     const result = compareAnswers(primary, shadow, this.compare);
     if (result.outcome === 'too-large') return { outcome: this.skip('too-large'), fields: [] };
     c.compared++;
+    const slot = this.slot();
+    slot.compared++;
+    if (result.outcome === 'mismatch') slot.mismatch++;
     c.latency.primary.push(ms.primary);
     c.latency.shadow.push(ms.shadow);
     if (c.latency.primary.length > 1000) {
@@ -207,6 +242,7 @@ export class ShadowRoute {
 
   reset(): void {
     this.counts = newCounts();
+    for (const s of this.slots) s.start = 0;
   }
 
   close(): void {
