@@ -98,6 +98,8 @@ export class Gateway implements PipelineHost, AdminControl {
         outcome: (route, outcome) => metrics?.shadowOutcome(route, outcome),
         skipped: (route, reason) => metrics?.shadowSkip(route, reason),
         late: (route, reqId, outcome, fields) => this.log.info({ reqId, route, shadow: outcome, fields }, 'shadow comparison'),
+        durations: (route, primaryMs, shadowMs) => metrics?.shadowDurations(route, primaryMs, shadowMs),
+        field: (route, field) => metrics?.shadowField(route, field),
       },
       canaryEvents: {
         rolledBack: (route, details) => {

@@ -54,7 +54,7 @@ routes:
       upstream: orders
       stripPrefix: /api
       timeoutMs: 500
-      compare: { ignore: ["$.generatedAt"] }
+      compare: { ignore: ["$.generatedAt"], redact: ["$.name"] }
 `);
   });
   afterAll(async () => {
@@ -98,10 +98,16 @@ routes:
     const rep = await report();
     expect(rep).toMatchObject({ match: 1, mismatch: 1, mismatchPercent: 50, statusPairs: { '200→200': 2 } });
     expect(rep.fields.map((f: { field: string }) => f.field).sort()).toEqual(['$.name', '$.tags']);
+    expect(rep.window).toMatchObject({ compared: 2, mismatch: 1, mismatchPercent: 50 });
+    const metrics = (await send(gw.gw.adminPort!, '/metrics')).body;
+    expect(metrics).toMatch(/strangler_shadow_field_mismatch_total\{route="orders",field="\$\.name"\} [1-9]/);
+    expect(metrics).toMatch(/strangler_shadow_duration_seconds_count\{route="orders",side="shadow"\} [1-9]/);
+    expect(metrics).toMatch(/strangler_shadow_requests_total\{route="orders",outcome="mismatch"\} [1-9]/);
     const samples = json(await send(gw.gw.adminPort!, '/shadows/orders/samples')).samples;
     expect(samples[0].differences).toEqual(
       expect.arrayContaining([
-        { path: '$.name', kind: 'changed', primary: 'Grace', shadow: 'Ada' },
+        // compare.redact: compared, but never shown.
+        { path: '$.name', kind: 'changed', primary: '***', shadow: '***' },
         { path: '$.tags', kind: 'missing', primary: '["a","b"]' },
       ]),
     );

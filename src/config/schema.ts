@@ -204,8 +204,10 @@ export const ShadowSchema = z.strictObject({
       headers: z.array(headerName).default(['content-type', 'location', 'cache-control']),
       ignore: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
       unordered: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
+      /** JSON paths whose values are shown as *** in samples (they are still compared). */
+      redact: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
     })
-    .default(() => ({ headers: ['content-type', 'location', 'cache-control'], ignore: [], unordered: [] })),
+    .default(() => ({ headers: ['content-type', 'location', 'cache-control'], ignore: [], unordered: [], redact: [] })),
 });
 
 export const RouteSchema = z.strictObject({

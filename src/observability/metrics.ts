@@ -42,6 +42,8 @@ export class GatewayMetrics {
   private readonly canaryRollbacks: Counter<'route'>;
   private readonly shadowRequests: Counter<'route' | 'outcome'>;
   private readonly shadowSkipped: Counter<'route' | 'reason'>;
+  private readonly shadowDuration: FastHistogram;
+  private readonly shadowFields: Counter<'route' | 'field'>;
 
   constructor(
     openConnections: () => Array<{ upstream: string; open: number }>,
@@ -115,6 +117,8 @@ export class GatewayMetrics {
     });
     this.shadowRequests = new Counter({ name: 'strangler_shadow_requests_total', help: 'Requests of routes with a shadow, by route and outcome (match, mismatch, shadow-error, skipped)', labelNames: ['route', 'outcome'], registers });
     this.shadowSkipped = new Counter({ name: 'strangler_shadow_skipped_total', help: 'Requests not copied or not compared, by route and reason', labelNames: ['route', 'reason'], registers });
+    this.shadowDuration = new FastHistogram('strangler_shadow_duration_seconds', 'Whole answers of compared pairs, by route and side (primary, shadow)', DURATION_BUCKETS, this.registry);
+    this.shadowFields = new Counter({ name: 'strangler_shadow_field_mismatch_total', help: 'Mismatches by route and differing field (50 fields per route, the rest as other)', labelNames: ['route', 'field'], registers });
     collectDefaultMetrics({ register: this.registry, prefix: 'strangler_' });
     for (const outcome of ['applied', 'unchanged', 'failed']) this.reloads.inc({ outcome }, 0);
   }
@@ -183,6 +187,15 @@ export class GatewayMetrics {
 
   shadowSkip(route: string, reason: string): void {
     this.shadowSkipped.inc({ route, reason });
+  }
+
+  shadowDurations(route: string, primaryMs: number, shadowMs: number): void {
+    this.shadowDuration.observe(this.shadowDuration.child({ route, side: 'primary' }), primaryMs / 1000);
+    this.shadowDuration.observe(this.shadowDuration.child({ route, side: 'shadow' }), shadowMs / 1000);
+  }
+
+  shadowField(route: string, field: string): void {
+    this.shadowFields.inc({ route, field });
   }
 
   canaryRolledBack(route: string): void {

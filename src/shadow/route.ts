@@ -13,6 +13,10 @@ export interface ShadowEvents {
   skipped(route: string, reason: SkipReason): void;
   /** A comparison that finished after the request's access line was written (which said `pending`). */
   late(route: string, requestId: string, outcome: ShadowOutcome, fields: string[]): void;
+  /** A compared pair's durations (whole answers, from when the copy left). */
+  durations(route: string, primaryMs: number, shadowMs: number): void;
+  /** A field that differed in a mismatch (bounded per route; `other` beyond). */
+  field(route: string, field: string): void;
 }
 
 /** What the primary's side reports to its copy: the head, the body as it streams, the end or a failure. */
@@ -42,6 +46,7 @@ export class ShadowRoute {
   private readonly stripLength: number;
   private readonly methods: ReadonlySet<string>;
   private readonly compare: CompareOptions;
+  private readonly redact: readonly string[];
   inFlight = 0;
   private counts = newCounts();
   /** Comparisons and mismatches in ten time slots, for a canary gate's window. */
@@ -60,6 +65,7 @@ export class ShadowRoute {
     const strip = config.stripPrefix === undefined || config.stripPrefix === '/' ? '' : config.stripPrefix.replace(/\/$/, '');
     this.stripLength = strip.length;
     this.methods = new Set(config.methods);
+    this.redact = config.compare.redact;
     this.compare = { headers: config.compare.headers.map((h) => h.toLowerCase()), ignore: config.compare.ignore, unordered: config.compare.unordered, maxBodyBytes: config.maxBodyBytes };
     const options = { keepAlive: true, maxSockets: config.maxConcurrent, scheduling: 'lifo' as const };
     this.agent = this.target.protocol === 'https:' ? new HttpsAgent(options) : new Agent(options);
@@ -182,6 +188,7 @@ export class ShadowRoute {
     const result = compareAnswers(primary, shadow, this.compare);
     if (result.outcome === 'too-large') return { outcome: this.skip('too-large'), fields: [] };
     c.compared++;
+    this.events.durations(this.route, ms.primary, ms.shadow);
     const slot = this.slot();
     slot.compared++;
     if (result.outcome === 'mismatch') slot.mismatch++;
@@ -204,10 +211,12 @@ export class ShadowRoute {
     for (const d of result.differences) {
       if (seen.has(d.field)) continue;
       seen.add(d.field);
+      // Bounded: the 50 first fields of a route, the rest as `other` (labels of a metric too).
       const key = c.fields.has(d.field) || c.fields.size < MAX_FIELDS ? d.field : 'other';
       c.fields.set(key, (c.fields.get(key) ?? 0) + 1);
+      this.events.field(this.route, key);
     }
-    c.samples.push({ at: new Date().toISOString(), requestId: request.id, method: request.method, path: request.path, statuses: [primary.status, shadow.status], differences: result.differences.slice(0, 20).map(sampleOf) });
+    c.samples.push({ at: new Date().toISOString(), requestId: request.id, method: request.method, path: request.path, statuses: [primary.status, shadow.status], differences: result.differences.slice(0, 20).map((d) => sampleOf(d, this.redact)) });
     if (c.samples.length > MAX_SAMPLES) c.samples.shift();
     return { outcome: 'mismatch', fields: [...seen] };
   }
@@ -227,6 +236,7 @@ export class ShadowRoute {
       shadowError: c.shadowError,
       skipped: Object.fromEntries(c.skipped),
       mismatchPercent: decided === 0 ? null : Math.round((c.mismatch / decided) * 10_000) / 100,
+      window: windowReport(this.agreement(), this.slotMs * 10),
       fields: [...c.fields]
         .sort((a, b) => b[1] - a[1])
         .slice(0, 20)
@@ -281,9 +291,17 @@ function redactQuery(path: string, query: string): string {
   return path + '?' + query.slice(1).split('&').map((kv) => (kv.includes('=') ? `${kv.slice(0, kv.indexOf('='))}=***` : kv)).join('&');
 }
 
-/** Values in samples are cut to 200 characters. */
-function sampleOf(d: Difference): Sample['differences'][number] {
-  const cut = (v: unknown) => (v === undefined ? undefined : (typeof v === 'string' ? v : JSON.stringify(v)).slice(0, 200));
+function windowReport(a: { compared: number; mismatch: number }, windowMs: number): Record<string, number | null> {
+  return { windowMs, compared: a.compared, mismatch: a.mismatch, mismatchPercent: a.compared === 0 ? null : Math.round((a.mismatch / a.compared) * 10_000) / 100 };
+}
+
+/** Headers whose values are secrets: never shown in samples. */
+const SECRET_HEADER = /^header:(authorization|proxy-authorization|cookie|set-cookie|x-api-key|x-auth-token|x-strangler-identity)$/;
+
+/** Values in samples are cut to 200 characters; redacted paths and secret headers are shown as ***. */
+function sampleOf(d: Difference, redact: readonly string[]): Sample['differences'][number] {
+  const hidden = SECRET_HEADER.test(d.field) || redact.some((p) => d.field === p || d.field.startsWith(p + '.') || d.field.startsWith(p + '['));
+  const cut = (v: unknown) => (v === undefined ? undefined : hidden ? '***' : (typeof v === 'string' ? v : JSON.stringify(v)).slice(0, 200));
   return { path: d.path, kind: d.kind, primary: cut(d.primary), shadow: cut(d.shadow) };
 }
 
