@@ -212,7 +212,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
       );
     } else {
       // The parallel run's copy leaves at the same moment as the request (routes without a shadow skip this).
-      if (r.config.shadow !== undefined) copyToShadow(req, state, r, table, query);
+      if (r.config.shadow !== undefined) copyToShadow(req, state, r, table, query, upstreamPathFor(r, forwardPath(r, state), query));
       const fallback = r.fallback === null ? undefined : table.upstreams.get(r.fallback);
       exchange = new Exchange(
         req,
@@ -411,12 +411,12 @@ export function createPipeline(host: PipelineHost): Pipeline {
   return { onRequest, onUpgrade, onClientError };
 }
 
-function copyToShadow(req: IncomingMessage, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string): void {
+function copyToShadow(req: IncomingMessage, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, primaryPath: string): void {
   const shadow = table.shadows.get(r.name);
   if (shadow === undefined) return;
   const h = req.headers;
   const hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
-  state.shadow = shadow.copy(state.id, state.method, forwardPath(r, state), query, h, hasBody ? req : undefined);
+  state.shadow = shadow.copy(state.id, state.method, forwardPath(r, state), query, h, hasBody ? req : undefined, primaryPath);
   if (state.shadow === undefined) state.shadowSkipped = true;
 }
 

@@ -68,8 +68,13 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     const target = config.upstreams[r.shadow.upstream]!;
     // Kept (counts, pool) while the shadow's settings and its upstream's address are unchanged.
     const kept = previous?.shadows.get(r.name);
-    const same = kept && JSON.stringify(kept.config) === JSON.stringify(r.shadow) && JSON.stringify(previous!.config.upstreams[r.shadow.upstream]) === JSON.stringify(target);
-    const shadow = same ? kept : new ShadowRoute(r.name, r.shadow, target.urls[0]!, target.preserveHost, deps.shadowEvents);
+    const same =
+      kept &&
+      JSON.stringify(kept.config) === JSON.stringify(r.shadow) &&
+      JSON.stringify(previous!.config.upstreams[r.shadow.upstream]) === JSON.stringify(target) &&
+      JSON.stringify(previous!.config.upstreams[r.upstream]) === JSON.stringify(config.upstreams[r.upstream]);
+    const primary = config.upstreams[r.upstream]!;
+    const shadow = same ? kept : new ShadowRoute(r.name, r.shadow, target.urls[0]!, target.preserveHost, deps.shadowEvents, primary.urls[0]!, primary.preserveHost);
     if (r.canary?.gate !== undefined) shadow.gateWindow(r.canary.gate.windowMs);
     shadows.set(r.name, shadow);
   }

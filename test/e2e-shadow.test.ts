@@ -190,6 +190,51 @@ routes:
   });
 });
 
+describe('noise learning', () => {
+  test('a field that differs between two primary answers is learnt as noise: no mismatch; a real difference still is one', async () => {
+    let calls = 0;
+    const primary = await startUpstream((req, res) => {
+      calls++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 1, name: 'Grace', generatedAt: `${Date.now()}-${calls}`, noiseMarker: req.headers['x-strangler-shadow'] ?? null }));
+    });
+    let name = 'Grace';
+    const shadow = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 1, name, generatedAt: `shadow-${Date.now()}`, noiseMarker: null }));
+    });
+    const gw = await startGateway(`
+admin: { port: 0 }
+upstreams: { monolith: { url: ${primary.url} }, orders: { url: ${shadow.url} } }
+routes:
+  - { name: orders, path: /o, upstream: monolith, shadow: { upstream: orders, noise: { sample: 100, relativePercent: 20, absolutePercent: 0.03 } } }
+`);
+    const report = async () => json(await send(gw.gw.adminPort!, '/shadows')).shadows[0];
+    try {
+      for (let i = 0; i < 5; i++) expect(json(await send(gw.port, `/o/${i}`)).noiseMarker).toBeNull();
+      await eventually(async () => (await report()).compared === 5);
+      // Every request went to the primary twice (sample: 100), the second marked as noise.
+      expect(calls).toBe(10);
+      let rep = await report();
+      expect(rep.noise.samples).toBe(5);
+      expect(rep.noise.fields).toEqual(expect.arrayContaining([expect.objectContaining({ field: '$.generatedAt' })]));
+      // The first comparison came before any noise was learnt; the others match.
+      expect(rep.match).toBeGreaterThanOrEqual(4);
+      name = 'Ada';
+      await send(gw.port, '/o/9');
+      await eventually(async () => (await report()).compared === 6);
+      rep = await report();
+      expect(rep.mismatch).toBeGreaterThanOrEqual(1);
+      const fields = Object.fromEntries(rep.fields.map((f: { field: string; noise?: boolean }) => [f.field, f.noise === true]));
+      expect(fields['$.name']).toBe(false);
+      expect(fields['$.generatedAt']).toBe(true);
+    } finally {
+      await gw.stop();
+      await Promise.all([primary.close(), shadow.close()]);
+    }
+  });
+});
+
 describe('parallel run limits', () => {
   test('maxConcurrent: a request beyond it is not copied (saturated); a refused shadow is a shadow error', async () => {
     const primary = await startUpstream(primaryAnswer);

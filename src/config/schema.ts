@@ -208,6 +208,17 @@ export const ShadowSchema = z.strictObject({
       redact: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
     })
     .default(() => ({ headers: ['content-type', 'location', 'cache-control'], ignore: [], unordered: [], redact: [] })),
+  /** Noise learning (Diffy's method): some copied GET/HEAD requests are also sent a second time to the primary. */
+  noise: z
+    .strictObject({
+      /** Percent of copied GET/HEAD requests also sent to the primary a second time. */
+      sample: percent.default(5),
+      /** A field is a real difference only when its primary-vs-shadow rate exceeds its primary-vs-primary rate by this relative share... */
+      relativePercent: percent.default(20),
+      /** ...and by this share of the comparisons. */
+      absolutePercent: percent.default(0.03),
+    })
+    .optional(),
 });
 
 export const RouteSchema = z.strictObject({

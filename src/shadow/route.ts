@@ -53,14 +53,25 @@ export class ShadowRoute {
   private readonly slots = Array.from({ length: 10 }, () => ({ start: 0, compared: 0, mismatch: 0 }));
   private slotMs = 60_000;
 
+  /** The primary, asked a second time for noise learning (routes with shadow.noise). */
+  private readonly primaryTarget: URL | undefined;
+  private readonly primaryAgent: Agent | undefined;
+
   constructor(
     readonly route: string,
     readonly config: ShadowConfig,
     upstreamUrl: string,
     private readonly preserveHost: boolean,
     private readonly events: ShadowEvents,
+    primaryUrl?: string,
+    private readonly primaryPreserveHost = true,
   ) {
     this.target = new URL(upstreamUrl);
+    if (config.noise !== undefined && primaryUrl !== undefined) {
+      this.primaryTarget = new URL(primaryUrl);
+      const o = { keepAlive: true, maxSockets: config.maxConcurrent, scheduling: 'lifo' as const };
+      this.primaryAgent = this.primaryTarget.protocol === 'https:' ? new HttpsAgent(o) : new Agent(o);
+    }
     this.basePath = this.target.pathname.replace(/\/$/, '');
     const strip = config.stripPrefix === undefined || config.stripPrefix === '/' ? '' : config.stripPrefix.replace(/\/$/, '');
     this.stripLength = strip.length;
@@ -76,7 +87,7 @@ export class ShadowRoute {
    * same moment; returns the tap the primary's answer is reported to, or
    * undefined when the request is not copied (counted as skipped).
    */
-  copy(requestId: string, method: string, path: string, query: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined): ShadowTap | undefined {
+  copy(requestId: string, method: string, path: string, query: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined, primaryPath = ''): ShadowTap | undefined {
     const c = this.counts;
     let reason: SkipReason | undefined;
     if (!this.methods.has(method)) reason = 'method';
@@ -89,7 +100,10 @@ export class ShadowRoute {
       return undefined;
     }
     c.copied++;
-    return new ShadowCopy(this, requestId, method, this.pathFor(path, query), this.headersFor(headers), body, redactQuery(path, query));
+    const noise = this.config.noise;
+    // Noise: a safe request sometimes also goes to the primary a second time (never one with a body).
+    const twice = noise !== undefined && this.primaryTarget !== undefined && body === undefined && (method === 'GET' || method === 'HEAD') && Math.random() * 100 < noise.sample;
+    return new ShadowCopy(this, requestId, method, this.pathFor(path, query), this.headersFor(headers), body, redactQuery(path, query), twice ? { path: primaryPath, headers: this.headersFor(headers, true) } : undefined);
   }
 
   private pathFor(path: string, query: string): string {
@@ -99,14 +113,16 @@ export class ShadowRoute {
   }
 
   /** The primary request's headers (identity and forwarding already set), without credentials unless asked, marked as a shadow. */
-  private headersFor(h: IncomingHttpHeaders): IncomingHttpHeaders {
+  private headersFor(h: IncomingHttpHeaders, toPrimary = false): IncomingHttpHeaders {
     const out: IncomingHttpHeaders = { ...h };
     if (!this.config.forwardCredentials) {
       delete out.authorization;
       delete out.cookie;
     }
-    if (!this.preserveHost) out.host = this.target.host;
-    out['x-strangler-shadow'] = '1';
+    if (toPrimary) {
+      if (!this.primaryPreserveHost) out.host = this.primaryTarget!.host;
+    } else if (!this.preserveHost) out.host = this.target.host;
+    out['x-strangler-shadow'] = toPrimary ? 'noise' : '1';
     // The same trace, a span of its own.
     const tp = typeof h.traceparent === 'string' ? /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/.exec(h.traceparent) : null;
     if (tp) out.traceparent = `00-${tp[1]}-${randomBytes(8).toString('hex')}-${tp[2]}`;
@@ -114,9 +130,11 @@ export class ShadowRoute {
   }
 
   /** Sends the copy; its body, when the request has one, is written as the client's arrives (both sides get it at once). */
-  send(method: string, path: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined, onResponse: (res: IncomingMessage) => void, onError: () => void): () => void {
-    const send = this.target.protocol === 'https:' ? httpsRequest : request;
-    const req = send({ protocol: this.target.protocol, hostname: this.target.hostname.replace(/^\[|\]$/g, ''), port: this.target.port, method, path, headers, agent: this.agent }, onResponse);
+  send(method: string, path: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined, onResponse: (res: IncomingMessage) => void, onError: () => void, toPrimary = false): () => void {
+    const target = toPrimary ? this.primaryTarget! : this.target;
+    const send = target.protocol === 'https:' ? httpsRequest : request;
+    const agent = toPrimary ? this.primaryAgent! : this.agent;
+    const req = send({ protocol: target.protocol, hostname: target.hostname.replace(/^\[|\]$/g, ''), port: target.port, method, path, headers, agent }, onResponse);
     req.on('error', onError);
     if (body === undefined || body.complete) req.end();
     else {
@@ -172,6 +190,22 @@ export class ShadowRoute {
     return s;
   }
 
+  /**
+   * Diffy's test: a field differs for real only when its primary-vs-shadow
+   * rate exceeds its primary-vs-primary rate, by more than relativePercent of
+   * the two and more than absolutePercent of the comparisons.
+   */
+  isNoise(field: string): boolean {
+    const n = this.config.noise;
+    const c = this.counts;
+    if (n === undefined || c.noiseSamples === 0) return false;
+    const noiseRate = (c.noise.get(field) ?? 0) / c.noiseSamples;
+    if (noiseRate === 0) return false;
+    const rawRate = (c.raw.get(field) ?? 0) / Math.max(1, c.compared);
+    const gap = rawRate - noiseRate;
+    return !(gap > 0 && gap / (rawRate + noiseRate) > n.relativePercent / 100 && gap > n.absolutePercent / 100);
+  }
+
   late(requestId: string, outcome: ShadowOutcome, fields: string[]): void {
     this.events.late(this.route, requestId, outcome, fields);
   }
@@ -181,6 +215,7 @@ export class ShadowRoute {
     shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer },
     ms: { primary: number; shadow: number },
     request: { id: string; method: string; path: string },
+    secondary?: { status: number; headers: IncomingHttpHeaders; body: Buffer },
   ): { outcome: ShadowOutcome; fields: string[] } {
     const c = this.counts;
     // A failing shadow is an error, not a difference (unless the primary failed the same way).
@@ -188,6 +223,18 @@ export class ShadowRoute {
     const result = compareAnswers(primary, shadow, this.compare);
     if (result.outcome === 'too-large') return { outcome: this.skip('too-large'), fields: [] };
     c.compared++;
+    // Raw differences are counted per field for every comparison; primary-vs-primary ones on the noise sample.
+    for (const f of new Set(result.differences.map((d) => d.field))) c.raw.set(f, (c.raw.get(f) ?? 0) + 1);
+    if (secondary !== undefined) {
+      const noise = compareAnswers(primary, secondary, this.compare);
+      if (noise.outcome !== 'too-large') {
+        c.noiseSamples++;
+        for (const f of new Set(noise.differences.map((d) => d.field))) c.noise.set(f, (c.noise.get(f) ?? 0) + 1);
+      }
+    }
+    // Differences only in fields learnt as noise do not make a mismatch (a status difference always does).
+    const real = result.differences.filter((d) => d.field === 'status' || !this.isNoise(d.field));
+    if (result.outcome === 'mismatch' && real.length === 0) result.outcome = 'match';
     this.events.durations(this.route, ms.primary, ms.shadow);
     const slot = this.slot();
     slot.compared++;
@@ -240,7 +287,8 @@ export class ShadowRoute {
       fields: [...c.fields]
         .sort((a, b) => b[1] - a[1])
         .slice(0, 20)
-        .map(([field, count]) => ({ field, count, share: c.mismatch === 0 ? 0 : Math.round((count / c.mismatch) * 10_000) / 100 })),
+        .map(([field, count]) => ({ field, count, share: c.mismatch === 0 ? 0 : Math.round((count / c.mismatch) * 10_000) / 100, ...(this.isNoise(field) ? { noise: true } : {}) })),
+      noise: this.config.noise === undefined ? null : { samples: c.noiseSamples, fields: [...c.noise].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([field, count]) => ({ field, count })) },
       statusPairs: Object.fromEntries(c.statusPairs),
       latencyMs: { primary: percentiles(c.latency.primary), shadow: percentiles(c.latency.shadow) },
     };
@@ -257,6 +305,7 @@ export class ShadowRoute {
 
   close(): void {
     this.agent.destroy();
+    this.primaryAgent?.destroy();
   }
 }
 
@@ -281,6 +330,10 @@ function newCounts() {
     fields: new Map<string, number>(),
     statusPairs: new Map<string, number>(),
     latency: { primary: [] as number[], shadow: [] as number[] },
+    /** Per field: comparisons where primary and shadow differed (raw), and where two primary answers did (noise). */
+    raw: new Map<string, number>(),
+    noise: new Map<string, number>(),
+    noiseSamples: 0,
     samples: [] as Sample[],
   };
 }
@@ -320,6 +373,9 @@ function percentiles(values: number[]): { p50: number | null; p95: number | null
 class ShadowCopy implements ShadowTap {
   private primary: { status: number; headers: IncomingHttpHeaders; chunks: Buffer[]; size: number; done: boolean; ms: number } | undefined;
   private shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer; ms: number } | undefined;
+  /** The primary's second answer (noise learning): pending, received, or given up. */
+  private secondary: { status: number; headers: IncomingHttpHeaders; body: Buffer } | 'pending' | undefined;
+  private cancelSecondary: (() => void) | undefined;
   private readonly started = performance.now();
   private finished = false;
   private result: ShadowOutcome | undefined;
@@ -336,10 +392,22 @@ class ShadowCopy implements ShadowTap {
     headers: IncomingHttpHeaders,
     body: IncomingMessage | undefined,
     private readonly shownPath: string,
+    twice: { path: string; headers: IncomingHttpHeaders } | undefined,
   ) {
     owner.inFlight++;
     this.timer = setTimeout(() => this.shadowFailed(), owner.config.timeoutMs);
     this.cancel = owner.send(method, path, headers, body, (res) => this.onShadowResponse(res), () => this.shadowFailed());
+    if (twice !== undefined) {
+      this.secondary = 'pending';
+      const gaveUp = () => {
+        this.secondary = undefined;
+        this.tryCompare();
+      };
+      this.cancelSecondary = owner.send(method, twice.path, twice.headers, undefined, (res) => readAll(res, owner.config.maxBodyBytes, (answer) => {
+        this.secondary = answer ?? undefined;
+        this.tryCompare();
+      }), gaveUp, true);
+    }
   }
 
   private onShadowResponse(res: IncomingMessage): void {
@@ -398,9 +466,10 @@ class ShadowCopy implements ShadowTap {
   private tryCompare(): void {
     const p = this.primary;
     const s = this.shadow;
-    if (p === undefined || !p.done || s === undefined) return;
+    if (p === undefined || !p.done || s === undefined || this.secondary === 'pending') return;
+    const secondary = this.secondary;
     this.finish(() =>
-      this.owner.compared({ status: p.status, headers: p.headers, body: Buffer.concat(p.chunks) }, s, { primary: p.ms, shadow: s.ms }, { id: this.requestId, method: this.method, path: this.shownPath }),
+      this.owner.compared({ status: p.status, headers: p.headers, body: Buffer.concat(p.chunks) }, s, { primary: p.ms, shadow: s.ms }, { id: this.requestId, method: this.method, path: this.shownPath }, secondary),
     );
   }
 
@@ -410,10 +479,34 @@ class ShadowCopy implements ShadowTap {
     this.finished = true;
     clearTimeout(this.timer);
     this.cancel();
+    this.cancelSecondary?.();
     this.primary = undefined;
     this.owner.inFlight--;
     const { outcome, fields } = record();
     this.result = outcome;
     if (this.reportLate) this.owner.late(this.requestId, outcome, fields);
   }
+}
+
+/** Reads a whole answer up to `max` bytes; null when it is larger or fails. */
+function readAll(res: IncomingMessage, max: number, done: (answer: { status: number; headers: IncomingHttpHeaders; body: Buffer } | null) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  const settle = (a: Parameters<typeof done>[0]) => {
+    if (!settled) {
+      settled = true;
+      done(a);
+    }
+  };
+  res.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size > max) {
+      res.destroy();
+      settle(null);
+    } else chunks.push(c);
+  });
+  res.on('end', () => settle({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+  res.on('error', () => settle(null));
+  res.on('close', () => settle(null));
 }
