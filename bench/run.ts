@@ -278,16 +278,18 @@ routes:
 ${routes(n, '/api/hello')}
 `;
 
-const fullYaml = (up: number, adminPort: number) => `
+/** `shadowPercent`: the measured route also copies this share of its (primary-side) requests to a shadow upstream. */
+const fullYaml = (up: number, adminPort: number, shadowPercent?: number) => `
 log: { access: ${join(WORK, 'access.log')} }
 admin: { port: ${adminPort} }
 upstreams:
   app: { url: http://127.0.0.1:${up}, breaker: { minRequests: 20 } }
   app2: { url: http://127.0.0.1:${up}, breaker: { minRequests: 20 } }
+  shadow: { url: http://127.0.0.1:${up} }
 auth:
   jwt: { secret: "\${JWT_SECRET}", issuer: portal }
 routes:
-${routes(1000, '/api/hello', ', auth: required, canary: { upstream: app2, percent: 50, sticky: cookie }')}
+${routes(1000, '/api/hello', `, auth: required, canary: { upstream: app2, percent: 50, sticky: cookie }${shadowPercent === undefined ? '' : `, shadow: { upstream: shadow, percent: ${shadowPercent} }`}`)}
 `;
 
 function scenarios(withNginx: boolean): Scenario[] {
@@ -322,6 +324,16 @@ function scenarios(withNginx: boolean): Scenario[] {
       name: 'Strangler full',
       path: '/api/hello',
       start: async (up) => strangler(fullYaml(up, await freePort()), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
+    },
+    {
+      name: 'Strangler full + shadow 10%',
+      path: '/api/hello',
+      start: async (up) => strangler(fullYaml(up, await freePort(), 10), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
+    },
+    {
+      name: 'Strangler full + shadow 100%',
+      path: '/api/hello',
+      start: async (up) => strangler(fullYaml(up, await freePort(), 100), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
     },
   ];
   if (withNginx) {
@@ -487,7 +499,19 @@ async function main(): Promise<void> {
     ['10,000-route swap stalls the event loop < 50 ms', `${fmt(scale.stallMs!, 1)} ms`, scale.stallMs! < 50],
     ['Strangler full peak RSS ≤ 1.25 × bare', fmt(full.rssRatio, 2), full.rssRatio <= 1.25],
   ];
-  md += `\n| target (issue #7) | this run | met |\n|---|---|---|\n`;
+  // Issue #16: the parallel run's cost, against the same configuration without a shadow.
+  const s10 = rows.find((r) => r.scenario === 'Strangler full + shadow 10%');
+  const s100 = rows.find((r) => r.scenario === 'Strangler full + shadow 100%');
+  if (s10 && s100) {
+    targets.push(
+      ['full + shadow 10% ≥ 0.85 × full req/s', fmt(s10.rps / full.rps, 2), s10.rps / full.rps >= 0.85],
+      ['full + shadow 10% p99 ≤ 1.2 × full p99', fmt(s10.p99 / full.p99, 2), s10.p99 / full.p99 <= 1.2],
+      ['full + shadow 100% p99 ≤ 1.3 × full p99', fmt(s100.p99 / full.p99, 2), s100.p99 / full.p99 <= 1.3],
+      // maxConcurrent (64) × maxBodyBytes (1 MiB) × 2, the shadow's memory bound.
+      ['full + shadow 100% peak RSS ≤ full + 128 MB', `${fmt(s100.peakRssMb - full.peakRssMb)} MB more`, s100.peakRssMb <= full.peakRssMb + 128],
+    );
+  }
+  md += `\n| target (issues #7, #16) | this run | met |\n|---|---|---|\n`;
   for (const [name, value, met] of targets) md += `| ${name} | ${value} | ${met ? 'yes' : 'no'} |\n`;
   process.stdout.write(`\n${md}`);
   const out = join(ROOT, 'bench', 'results', 'latest.json');
