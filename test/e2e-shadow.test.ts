@@ -256,6 +256,13 @@ routes:
       expect((await states()).find((s) => s.route === 'a')).toMatchObject({ copied: 1, skipped: { saturated: 1 } });
       expect((await send(gw.port, '/b/1')).status).toBe(200);
       await eventually(async () => (await states()).find((s) => s.route === 'b')!.shadowError === 1);
+      // Five failures in a row: the dead shadow gets no copies for a while (skipped: circuit-open).
+      for (let i = 2; i <= 5; i++) {
+        await send(gw.port, `/b/${i}`);
+        await eventually(async () => (await states()).find((s) => s.route === 'b')!.shadowError === i);
+      }
+      expect((await send(gw.port, '/b/6')).status).toBe(200);
+      expect((await states()).find((s) => s.route === 'b')).toMatchObject({ shadowError: 5, skipped: { 'circuit-open': 1 } });
       await eventually(async () => (await states()).find((s) => s.route === 'a')!.shadowError === 1, 3000);
       expect((await send(gw.gw.adminPort!, '/shadows/nope/samples')).status).toBe(404);
     } finally {

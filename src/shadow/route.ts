@@ -5,7 +5,11 @@ import type { ShadowConfig } from '../config/schema';
 import { compareAnswers, type CompareOptions, type Difference } from './compare';
 
 /** Why a request was not copied, or its answers not compared. */
-export type SkipReason = 'sampled-out' | 'method' | 'body-unknown-length' | 'saturated' | 'too-large' | 'primary-failed';
+export type SkipReason = 'sampled-out' | 'method' | 'body-unknown-length' | 'saturated' | 'too-large' | 'primary-failed' | 'circuit-open';
+
+/** A shadow failing this many times in a row gets no copies for CIRCUIT_OPEN_MS: a struggling new service is not loaded further. */
+const CIRCUIT_FAILURES = 5;
+const CIRCUIT_OPEN_MS = 10_000;
 export type ShadowOutcome = 'match' | 'mismatch' | 'shadow-error' | 'skipped';
 
 export interface ShadowEvents {
@@ -49,6 +53,8 @@ export class ShadowRoute {
   private readonly redact: readonly string[];
   inFlight = 0;
   private counts = newCounts();
+  private failuresInARow = 0;
+  private openUntil = 0;
   /** Comparisons and mismatches in ten time slots, for a canary gate's window. */
   private readonly slots = Array.from({ length: 10 }, () => ({ start: 0, compared: 0, mismatch: 0 }));
   private slotMs = 60_000;
@@ -95,6 +101,7 @@ export class ShadowRoute {
     else if (body !== undefined && Number(headers['content-length']) > this.config.maxBodyBytes) reason = 'too-large';
     else if (this.config.percent < 100 && Math.random() * 100 >= this.config.percent) reason = 'sampled-out';
     else if (this.inFlight >= this.config.maxConcurrent) reason = 'saturated';
+    else if (this.openUntil !== 0 && Date.now() < this.openUntil) reason = 'circuit-open';
     if (reason !== undefined) {
       this.skip(reason);
       return undefined;
@@ -156,6 +163,10 @@ export class ShadowRoute {
   }
 
   shadowError(): ShadowOutcome {
+    if (++this.failuresInARow >= CIRCUIT_FAILURES) {
+      this.failuresInARow = 0;
+      this.openUntil = Date.now() + CIRCUIT_OPEN_MS;
+    }
     this.counts.shadowError++;
     this.events.outcome(this.route, 'shadow-error');
     return 'shadow-error';
@@ -223,6 +234,7 @@ export class ShadowRoute {
     const result = compareAnswers(primary, shadow, this.compare);
     if (result.outcome === 'too-large') return { outcome: this.skip('too-large'), fields: [] };
     c.compared++;
+    this.failuresInARow = 0;
     // Raw differences are counted per field for every comparison; primary-vs-primary ones on the noise sample.
     for (const f of new Set(result.differences.map((d) => d.field))) c.raw.set(f, (c.raw.get(f) ?? 0) + 1);
     if (secondary !== undefined) {
