@@ -5,7 +5,11 @@
  * seconds. Every 10 s it prints requests, errors and the gateway's RSS; at the
  * end a summary, and every process it started is stopped.
  *
- *   node dist/bench/soak.js [--seconds 180] [--clients 20]
+ *   node dist/bench/soak.js [--seconds 180] [--clients 20] [--shadow hang|refuse]
+ *
+ * --shadow copies every /api request to a shadow upstream that never answers
+ * (hang) or refuses connections (refuse): the parallel run's worst case,
+ * which must leave the clients' errors, latency and memory unchanged.
  *
  * An error is any answer other than the one the upstream gave (a gateway
  * error, a reset, a truncated body that was not aborted on purpose).
@@ -25,6 +29,9 @@ const opt = (name: string, dflt: number) => {
 };
 const SECONDS = opt('seconds', 180);
 const CLIENTS = opt('clients', 20);
+const SHADOW = args.includes('--shadow') ? args[args.indexOf('--shadow') + 1] : undefined;
+/** Durations of the plain GETs (ms), for the clients' p50 and p99. */
+const latencies: number[] = [];
 const root = join(__dirname, '..', '..');
 
 const stats = { requests: 0, errors: 0, aborts: 0, wsMessages: 0, wsErrors: 0, reloads: 0 };
@@ -56,6 +63,13 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const upUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
 
+  // The shadow's worst cases: a server that accepts and never answers, or a port nobody listens on.
+  const hanging = createServer(() => undefined);
+  await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+  const hangUrl = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}`;
+  const refuseUrl = `http://127.0.0.1:${await freePort()}`;
+  const shadowUrl = SHADOW === 'hang' ? hangUrl : refuseUrl;
+  const shadowRoute = SHADOW === undefined ? '' : ', shadow: { upstream: shadow, percent: 100, timeoutMs: 2000 }';
   const dir = mkdtempSync(join(tmpdir(), 'strangler-soak-'));
   const tableFile = join(dir, 'routes.yaml');
   const table = (version: number) => `# version ${version}
@@ -66,8 +80,9 @@ reload: { debounceMs: 50 }
 upstreams:
   app: { url: ${upUrl}, timeoutMs: 5000 }
   api: { url: ${upUrl}, timeoutMs: 5000${version % 2 ? ', maxSockets: 512' : ''} }
+  shadow: { url: ${shadowUrl} }
 routes:
-  - { name: api, path: /api, upstream: api }
+  - { name: api, path: /api, upstream: api${shadowRoute} }
   - { name: ws, path: /ws, upstream: app }
   - { name: v${version % 3}, path: /v${version % 3}, upstream: app }
   - { name: rest, path: /, upstream: app }
@@ -123,10 +138,13 @@ routes:
   wss.close();
   upstream.closeAllConnections();
   upstream.close();
+  hanging.closeAllConnections();
+  hanging.close();
   rmSync(dir, { recursive: true, force: true });
   const from30 = rss.slice(3);
   process.stdout.write(
-    `\nsoak: ${SECONDS} s, ${CLIENTS} clients + 2 WebSocket clients\n` +
+    `\nsoak: ${SECONDS} s, ${CLIENTS} clients + 2 WebSocket clients${SHADOW ? `, every /api request copied to a shadow that ${SHADOW === 'hang' ? 'never answers' : 'refuses connections'}` : ''}\n` +
+      `plain GETs: p50 ${quantile(0.5)} ms, p99 ${quantile(0.99)} ms\n` +
       `requests ${stats.requests}, errors ${stats.errors}${errorKinds.size ? ` (${[...errorKinds].map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}, deliberate aborts ${stats.aborts}\n` +
       `WebSocket messages echoed ${stats.wsMessages}, WebSocket errors ${stats.wsErrors}, table rewrites ${stats.reloads}\n` +
       `gateway RSS ${rss.length ? `${Math.min(...rss).toFixed(0)}-${Math.max(...rss).toFixed(0)} MB` : 'n/a'}${from30.length ? ` (from 30 s on: ${Math.min(...from30).toFixed(0)}-${Math.max(...from30).toFixed(0)} MB)` : ''}\n`,
@@ -134,13 +152,24 @@ routes:
   process.exitCode = stats.errors + stats.wsErrors === 0 ? 0 : 1;
 }
 
+function quantile(q: number): string {
+  if (latencies.length === 0) return 'n/a';
+  const s = [...latencies].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!.toFixed(2);
+}
+
 function plain(base: string, agent: Agent, path: string): Promise<void> {
   return new Promise((resolve) => {
+    const started = performance.now();
     const req = request(`${base}${path}`, { agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
       res.on('end', () => {
+        // A bounded sample (reservoir of 200,000): memory stays flat however long the run.
+        const ms = performance.now() - started;
+        if (latencies.length < 200_000) latencies.push(ms);
+        else latencies[Math.floor(Math.random() * 200_000)] = ms;
         stats.requests++;
         if (res.statusCode !== 200 || !body.includes('"url"')) error(`status ${res.statusCode}`);
         resolve();
