@@ -271,3 +271,43 @@ routes:
     }
   });
 });
+
+describe('parallel run: shadows that break mid-answer, and answers too large to compare', () => {
+  test('a shadow that resets mid-answer is a shadow error; an answer over maxBodyBytes is skipped as too-large; the client gets the primary\'s bytes', async () => {
+    const big = JSON.stringify({ items: 'x'.repeat(5000) });
+    const primary = await startUpstream((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(req.url!.startsWith('/big') ? big : JSON.stringify({ ok: true }));
+    });
+    const shadow = await startUpstream((req, res) => {
+      if (req.url!.startsWith('/reset')) {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+        res.write('{"ok":');
+        setTimeout(() => res.destroy(), 20);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(req.url!.startsWith('/big') ? big : JSON.stringify({ ok: true }));
+    });
+    const gw = await startGateway(`
+admin: { port: 0 }
+upstreams: { monolith: { url: ${primary.url} }, orders: { url: ${shadow.url} } }
+routes:
+  - { name: all, path: /, upstream: monolith, shadow: { upstream: orders, maxBodyBytes: 1024 } }
+`);
+    const state = () => send(gw.gw.adminPort!, '/shadows').then((x) => json(x).shadows[0]);
+    try {
+      const r = await send(gw.port, '/reset/1');
+      expect(json(r)).toEqual({ ok: true });
+      await eventually(async () => (await state()).shadowError === 1);
+      const b = await send(gw.port, '/big/1');
+      expect(b.body).toBe(big);
+      await eventually(async () => (await state()).skipped['too-large'] === 1);
+      expect(await state()).toMatchObject({ compared: 0, inFlight: 0 });
+    } finally {
+      await gw.stop();
+      await Promise.all([primary.close(), shadow.close()]);
+    }
+  });
+});
+
