@@ -1,5 +1,6 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { sendError, type ErrorCode } from './core/errors';
+import { hasRequestBody } from './core/requestShape';
 import { deadlines, type Deadline } from './core/deadlines';
 import { stateOf, type RequestState } from './core/state';
 import type { Logger } from './observability/logger';
@@ -70,8 +71,7 @@ export class Exchange implements Deadline {
     private readonly fallbackRestore = '',
   ) {
     this.upstream = primary;
-    const h = req.headers;
-    this.hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
+    this.hasBody = hasRequestBody(req.headers);
     this.deadline = state.startedAt + primary.config.timeoutMs;
   }
 

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { AuthResult, Identity } from './auth';
 import { errorBody, rawErrorResponse, rawResponse, sendError, type ErrorCode } from './core/errors';
 import { normalizePath, pathForMatching, splitTarget } from './core/path';
-import { malformedRequest } from './core/requestShape';
+import { hasRequestBody, malformedRequest } from './core/requestShape';
 import { attachState, RequestState, stateOf } from './core/state';
 import { Exchange, type DispatchEvents } from './dispatch';
 import type { AccessLog } from './observability/accessLog';
@@ -414,9 +414,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
 function copyToShadow(req: IncomingMessage, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, primaryPath: string): void {
   const shadow = table.shadows.get(r.name);
   if (shadow === undefined) return;
-  const h = req.headers;
-  const hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
-  state.shadow = shadow.copy(state.id, state.method, forwardPath(r, state), query, h, hasBody ? req : undefined, primaryPath);
+  state.shadow = shadow.copy(state.id, state.method, forwardPath(r, state), query, req.headers, hasRequestBody(req.headers) ? req : undefined, primaryPath);
   if (state.shadow === undefined) state.shadowSkipped = true;
 }
 

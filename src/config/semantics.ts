@@ -48,6 +48,18 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
     if (route === undefined) return;
     const at = (key: string) => ['routes', i, key];
     const label = `routes[${i}] (${route.name})`;
+    /** A canary or a shadow: a declared upstream other than the route's own, and a stripPrefix that fits the path. */
+    const checkSide = (key: 'canary' | 'shadow', side: { upstream: string; stripPrefix?: string | undefined }, other: string) => {
+      if (!(side.upstream in table.upstreams)) {
+        const hint = closest(side.upstream, upstreamNames);
+        problems.push(map.problem([...at(key), 'upstream'], `${label}: unknown ${key} upstream "${side.upstream}"${hint ? ` (did you mean "${hint}"?)` : ''}`));
+      } else if (side.upstream === route.upstream) {
+        problems.push(map.problem([...at(key), 'upstream'], `${label}: ${key} upstream must differ from ${other}`));
+      }
+      if (side.stripPrefix !== undefined && !isSegmentPrefix(side.stripPrefix, route.path)) {
+        problems.push(map.problem([...at(key), 'stripPrefix'], `${label}: ${key}.stripPrefix "${side.stripPrefix}" is not a segment prefix of path "${route.path}"`));
+      }
+    };
 
     const first = seenNames.get(route.name);
     if (first !== undefined) {
@@ -74,15 +86,7 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
 
     if (route.canary !== undefined) {
       const c = route.canary;
-      if (!(c.upstream in table.upstreams)) {
-        const hint = closest(c.upstream, upstreamNames);
-        problems.push(map.problem([...at('canary'), 'upstream'], `${label}: unknown canary upstream "${c.upstream}"${hint ? ` (did you mean "${hint}"?)` : ''}`));
-      } else if (c.upstream === route.upstream) {
-        problems.push(map.problem([...at('canary'), 'upstream'], `${label}: canary upstream must differ from the primary`));
-      }
-      if (c.stripPrefix !== undefined && !isSegmentPrefix(c.stripPrefix, route.path)) {
-        problems.push(map.problem([...at('canary'), 'stripPrefix'], `${label}: canary.stripPrefix "${c.stripPrefix}" is not a segment prefix of path "${route.path}"`));
-      }
+      checkSide('canary', c, 'the primary');
       if (c.gate !== undefined && route.shadow === undefined) {
         problems.push(map.problem([...at('canary'), 'gate'], `${label}: canary.gate needs a shadow on the route (the gate reads its comparisons)`));
       }
@@ -92,16 +96,7 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
     }
 
     if (route.shadow !== undefined) {
-      const sh = route.shadow;
-      if (!(sh.upstream in table.upstreams)) {
-        const hint = closest(sh.upstream, upstreamNames);
-        problems.push(map.problem([...at('shadow'), 'upstream'], `${label}: unknown shadow upstream "${sh.upstream}"${hint ? ` (did you mean "${hint}"?)` : ''}`));
-      } else if (sh.upstream === route.upstream) {
-        problems.push(map.problem([...at('shadow'), 'upstream'], `${label}: shadow upstream must differ from the route's upstream`));
-      }
-      if (sh.stripPrefix !== undefined && !isSegmentPrefix(sh.stripPrefix, route.path)) {
-        problems.push(map.problem([...at('shadow'), 'stripPrefix'], `${label}: shadow.stripPrefix "${sh.stripPrefix}" is not a segment prefix of path "${route.path}"`));
-      }
+      checkSide('shadow', route.shadow, "the route's upstream");
     }
 
     const normal = normalizePath(route.path);

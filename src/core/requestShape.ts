@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { ErrorCode } from './errors';
 
 /**
@@ -7,6 +7,11 @@ import type { ErrorCode } from './errors';
  * them (a dropped Content-Length reaches the upstream as no body at all).
  */
 export const MAX_HEADER_LINES = 2000;
+
+/** Whether a request has a body: Transfer-Encoding, or a Content-Length other than 0 (RFC 9112 §6.3). */
+export function hasRequestBody(h: IncomingHttpHeaders): boolean {
+  return h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
+}
 
 /** RFC 9112 §3.2 / RFC 3986: reg-name or IPv4 (letters, digits, `-`, `.`, `_`, `~`) or an IPv6 literal, then an optional port. */
 const HOST = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;

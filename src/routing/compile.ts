@@ -133,13 +133,23 @@ const DEFAULT_RETRY_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTI
 
 /** Each upstream's own base path. One URL parse per upstream, not per route: a 10,000-route table compiles in milliseconds. */
 function upstreamBases(table: RouteTableConfig): Map<string, string> {
-  return new Map(Object.entries(table.upstreams).map(([n, u]) => [n, new URL(u.urls[0]!).pathname.replace(/\/$/, '')]));
+  return new Map(Object.entries(table.upstreams).map(([n, u]) => [n, basePathOf(u.urls[0]!)]));
+}
+
+/** An upstream URL's own path, put in front of what is forwarded ('' for none). */
+export function basePathOf(url: string): string {
+  return new URL(url).pathname.replace(/\/$/, '');
+}
+
+/** What a `stripPrefix` removes: the prefix without a trailing slash ('' for none or `/`). */
+export function stripOf(prefix: string | undefined): string {
+  return prefix === undefined || prefix === '/' ? '' : prefix.replace(/\/$/, '');
 }
 
 function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMap<string, string>): CompiledRoute {
   const basePath = bases.get(r.upstream) ?? '';
-  const strip = r.stripPrefix === undefined || r.stripPrefix === '/' ? '' : r.stripPrefix.replace(/\/$/, '');
-  const canaryStrip = r.canary?.stripPrefix === undefined || r.canary.stripPrefix === '/' ? '' : r.canary.stripPrefix.replace(/\/$/, '');
+  const strip = stripOf(r.stripPrefix);
+  const canaryStrip = stripOf(r.canary?.stripPrefix);
   const stripped = strip !== '' || canaryStrip !== '';
   const rewriteLocation = r.rewriteLocation ?? stripped;
   const rewriteCookiePath = r.rewriteCookiePath ?? stripped;
@@ -201,7 +211,7 @@ export function fallbackPathFor(route: CompiledRoute, path: string, query: strin
 }
 
 /** Removes `stripLength` characters of a prefix, puts `basePath` in front, appends the query. */
-function rewritePath(path: string, query: string, stripLength: number, basePath: string): string {
+export function rewritePath(path: string, query: string, stripLength: number, basePath: string): string {
   let rest = stripLength === 0 ? path : path.slice(stripLength);
   if (rest === '' || rest.charCodeAt(0) !== 0x2f) rest = '/' + rest;
   if (basePath !== '') rest = rest === '/' ? basePath + '/' : basePath + rest;

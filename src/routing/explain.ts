@@ -1,7 +1,8 @@
 import { normalizePath, pathForMatching, splitTarget } from '../core/path';
 import type { RouteTableConfig } from '../config/schema';
 import { CanaryState } from '../canary/state';
-import { canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, RouteMatcher, upstreamPathFor } from './compile';
+import { hasRequestBody } from '../core/requestShape';
+import { basePathOf, canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, rewritePath, RouteMatcher, stripOf, upstreamPathFor } from './compile';
 
 export interface Explanation {
   request: { method: string; target: string; host: string | null };
@@ -59,20 +60,16 @@ export function explain(config: RouteTableConfig, method: string, target: string
   let shadow: Explanation['shadow'];
   const sh = route.config.shadow;
   if (sh !== undefined) {
-    const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+    const hasBody = hasRequestBody(headers);
     const length = headers['content-length'];
     const reason =
       canary?.side === 'canary' ? 'canary side' : !sh.methods.includes(m as never) ? 'method' : hasBody && length === undefined ? 'body-unknown-length' : hasBody && Number(length) > sh.maxBodyBytes ? 'too-large' : null;
-    const strip = sh.stripPrefix === undefined || sh.stripPrefix === '/' ? 0 : sh.stripPrefix.replace(/\/$/, '').length;
-    const base = new URL(config.upstreams[sh.upstream]!.urls[0]!).pathname.replace(/\/$/, '');
-    let rest = sent.slice(strip);
-    if (rest === '' || !rest.startsWith('/')) rest = '/' + rest;
     shadow = {
       copied: reason === null,
       reason,
       percent: sh.percent,
       upstream: sh.upstream,
-      upstreamPath: base + rest + query,
+      upstreamPath: rewritePath(sent, query, stripOf(sh.stripPrefix).length, basePathOf(config.upstreams[sh.upstream]!.urls[0]!)),
       compares: { status: true, headers: sh.compare.headers, ignore: sh.compare.ignore, unordered: sh.compare.unordered },
     };
   }

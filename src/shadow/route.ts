@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { ShadowConfig } from '../config/schema';
+import { basePathOf, rewritePath, stripOf } from '../routing/compile';
 import { compareAnswers, type CompareOptions, type Difference } from './compare';
 
 /** Why a request was not copied, or its answers not compared. */
@@ -78,9 +79,8 @@ export class ShadowRoute {
       const o = { keepAlive: true, maxSockets: config.maxConcurrent, scheduling: 'lifo' as const };
       this.primaryAgent = this.primaryTarget.protocol === 'https:' ? new HttpsAgent(o) : new Agent(o);
     }
-    this.basePath = this.target.pathname.replace(/\/$/, '');
-    const strip = config.stripPrefix === undefined || config.stripPrefix === '/' ? '' : config.stripPrefix.replace(/\/$/, '');
-    this.stripLength = strip.length;
+    this.basePath = basePathOf(upstreamUrl);
+    this.stripLength = stripOf(config.stripPrefix).length;
     this.methods = new Set(config.methods);
     this.redact = config.compare.redact;
     this.compare = { headers: config.compare.headers.map((h) => h.toLowerCase()), ignore: config.compare.ignore, unordered: config.compare.unordered, maxBodyBytes: config.maxBodyBytes };
@@ -110,13 +110,8 @@ export class ShadowRoute {
     const noise = this.config.noise;
     // Noise: a safe request sometimes also goes to the primary a second time (never one with a body).
     const twice = noise !== undefined && this.primaryTarget !== undefined && body === undefined && (method === 'GET' || method === 'HEAD') && Math.random() * 100 < noise.sample;
-    return new ShadowCopy(this, requestId, method, this.pathFor(path, query), this.headersFor(headers), body, redactQuery(path, query), twice ? { path: primaryPath, headers: this.headersFor(headers, true) } : undefined);
-  }
-
-  private pathFor(path: string, query: string): string {
-    let rest = this.stripLength === 0 ? path : path.slice(this.stripLength);
-    if (rest === '' || rest.charCodeAt(0) !== 0x2f) rest = '/' + rest;
-    return this.basePath + rest + query;
+    const shadowPath = rewritePath(path, query, this.stripLength, this.basePath);
+    return new ShadowCopy(this, requestId, method, shadowPath, this.headersFor(headers), body, redactQuery(path, query), twice ? { path: primaryPath, headers: this.headersFor(headers, true) } : undefined);
   }
 
   /** The primary request's headers (identity and forwarding already set), without credentials unless asked, marked as a shadow. */
