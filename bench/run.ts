@@ -3,7 +3,11 @@
  * on one machine, in one run. Loopback only; every process it starts is
  * stopped; a few minutes at most.
  *
- *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only]
+ *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only] [--shadow-only]
+ *
+ * --shadow-only measures the rows of the parallel run's targets alone (bare,
+ * full, full + shadow 10% and 100%), for working on the shadow path; it does
+ * not write bench/results/latest.json.
  *
  * BENCH_NODE_FLAGS='--flag …' starts Strangler with these Node flags instead of npm start's.
  */
@@ -23,6 +27,9 @@ const opt = (name: string, dflt: number) => {
 const quick = args.includes('--quick');
 /** Only the scale checks (route count, swap), for working on the table path. */
 const SCALE_ONLY = args.includes('--scale-only');
+/** Only the rows the parallel run's targets compare. */
+const SHADOW_ONLY = args.includes('--shadow-only');
+const SHADOW_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full + shadow 10%', 'Strangler full + shadow 100%']);
 const ROUNDS = opt('rounds', quick ? 1 : 3);
 const DURATION = opt('duration', quick ? 2 : 5);
 const CONNECTIONS = opt('connections', 50);
@@ -211,7 +218,7 @@ function run(cmd: string, argv: string[]): Promise<string> {
 async function startUpstream(): Promise<{ port: number; kind: string; child: ChildProcess }> {
   const port = await freePort();
   if (NGINX) {
-    const dir = join(WORK, 'nginx-up');
+    const dir = join(WORK, `nginx-up-${port}`);
     execFileSync('mkdir', ['-p', dir]);
     writeFileSync(
       join(dir, 'nginx.conf'),
@@ -257,8 +264,8 @@ function routes(n: number, hit: string, extra = ''): string {
 interface Scenario {
   name: string;
   path: string;
-  /** Starts the proxy; returns its port and process. */
-  start(upstreamPort: number): Promise<{ port: number; child: ChildProcess }>;
+  /** Starts the proxy; returns its port and process. `shadowPort`: a second upstream server, the shadow rows' new service. */
+  start(upstreamPort: number, shadowPort: number): Promise<{ port: number; child: ChildProcess }>;
 }
 
 async function strangler(yaml: string, readyPath: string, readyHeaders: Record<string, string> = {}): Promise<{ port: number; child: ChildProcess }> {
@@ -278,18 +285,18 @@ routes:
 ${routes(n, '/api/hello')}
 `;
 
-/** `shadowPercent`: the measured route also copies this share of its (primary-side) requests to a shadow upstream. */
-const fullYaml = (up: number, adminPort: number, shadowPercent?: number) => `
+/** `shadowPercent`: the measured route also copies this share of its (primary-side) requests to the shadow upstream, a second server. */
+const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }) => `
 log: { access: ${join(WORK, 'access.log')} }
 admin: { port: ${adminPort} }
 upstreams:
   app: { url: http://127.0.0.1:${up}, breaker: { minRequests: 20 } }
   app2: { url: http://127.0.0.1:${up}, breaker: { minRequests: 20 } }
-  shadow: { url: http://127.0.0.1:${up} }
+  shadow: { url: http://127.0.0.1:${shadow?.port ?? up} }
 auth:
   jwt: { secret: "\${JWT_SECRET}", issuer: portal }
 routes:
-${routes(1000, '/api/hello', `, auth: required, canary: { upstream: app2, percent: 50, sticky: cookie }${shadowPercent === undefined ? '' : `, shadow: { upstream: shadow, percent: ${shadowPercent} }`}`)}
+${routes(1000, '/api/hello', `, auth: required, canary: { upstream: app2, percent: 50, sticky: cookie }${shadow === undefined ? '' : `, shadow: { upstream: shadow, percent: ${shadow.percent} }`}`)}
 `;
 
 function scenarios(withNginx: boolean): Scenario[] {
@@ -328,12 +335,12 @@ function scenarios(withNginx: boolean): Scenario[] {
     {
       name: 'Strangler full + shadow 10%',
       path: '/api/hello',
-      start: async (up) => strangler(fullYaml(up, await freePort(), 10), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
+      start: async (up, shadowPort) => strangler(fullYaml(up, await freePort(), { percent: 10, port: shadowPort }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
     },
     {
       name: 'Strangler full + shadow 100%',
       path: '/api/hello',
-      start: async (up) => strangler(fullYaml(up, await freePort(), 100), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
+      start: async (up, shadowPort) => strangler(fullYaml(up, await freePort(), { percent: 100, port: shadowPort }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
     },
   ];
   if (withNginx) {
@@ -375,8 +382,8 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function measure(s: Scenario, upstreamPort: number, seconds: number): Promise<Sample> {
-  const { port, child } = await s.start(upstreamPort);
+async function measure(s: Scenario, upstreamPort: number, shadowPort: number, seconds: number): Promise<Sample> {
+  const { port, child } = await s.start(upstreamPort, shadowPort);
   try {
     const url = `http://127.0.0.1:${port}${s.path}`;
     await load(url, TRAFFIC, true, WARMUP);
@@ -448,7 +455,9 @@ ${routes(n, '/api/hello')}
 
 async function main(): Promise<void> {
   const up = await startUpstream();
-  const list = scenarios(NGINX !== undefined);
+  // The shadow rows' new service: a second server of the same kind, on the upstream's core.
+  const shadowUp = await startUpstream();
+  const list = scenarios(NGINX !== undefined).filter((s) => !SHADOW_ONLY || SHADOW_ROWS.has(s.name));
   const samples = new Map<string, Sample[]>(list.map((s) => [s.name, []]));
   process.stdout.write(
     `Strangler benchmark: ${ROUNDS} round(s) x ${DURATION}s, ${CONNECTIONS} connections, load generator ${HAS_WRK ? 'wrk' : 'autocannon (wrk not installed)'}, upstream ${up.kind}\n` +
@@ -459,7 +468,7 @@ async function main(): Promise<void> {
   );
   for (let round = 1; round <= (SCALE_ONLY ? 0 : ROUNDS); round++) {
     for (const s of list) {
-      const sample = await measure(s, up.port, DURATION);
+      const sample = await measure(s, up.port, shadowUp.port, DURATION);
       samples.get(s.name)!.push(sample);
       process.stdout.write(`  round ${round} ${s.name}: ${Math.round(sample.rps)} req/s, p99 ${sample.p99.toFixed(2)} ms, ${sample.cpuUs.toFixed(1)} µs CPU/request\n`);
     }
@@ -476,8 +485,9 @@ async function main(): Promise<void> {
     const cpuUs = median(xs.map((x) => x.cpuUs));
     return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
   });
-  const scale = await scaleChecks(up.port);
+  const scale = SHADOW_ONLY ? undefined : await scaleChecks(up.port);
   await stop(up.child);
+  await stop(shadowUp.child);
 
   const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '–');
   let md = `| proxy (one core) | req/s | p50 ms | p99 ms | peak RSS MB | CPU µs/req | req/s vs bare | p99 vs bare | RSS vs bare | requests per CPU-second vs bare |\n|---|---|---|---|---|---|---|---|---|---|\n`;
@@ -485,20 +495,23 @@ async function main(): Promise<void> {
     const vs = r.scenario.startsWith('direct') ? ['', '', '', ''] : [fmt(r.rpsRatio, 2), fmt(r.p99Ratio, 2), fmt(r.rssRatio, 2), fmt(r.cpuRatio, 2)];
     md += `| ${r.scenario} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUs, 1)} | ${vs.join(' | ')} |\n`;
   }
+  const row = (name: string) => rows.find((r) => r.scenario === name)!;
+  const full = row('Strangler full');
+  const targets: Array<[string, string, boolean]> = [];
+  if (scale !== undefined) {
   md += `\n| scale check | value |\n|---|---|\n`;
   md += `| Strangler minimal, 10 routes | ${fmt(scale.rps10!)} req/s |\n| Strangler minimal, 10,000 routes | ${fmt(scale.rps10k!)} req/s (${fmt(scale.rps10k! / scale.rps10!, 2)} x) |\n`;
   md += `| validate + swap a 10,000-route table | ${fmt(scale.swapMs!)} ms |\n| longest event-loop stall during that swap, under load | ${fmt(scale.stallMs!, 1)} ms |\n`;
-  const row = (name: string) => rows.find((r) => r.scenario === name)!;
-  const full = row('Strangler full');
   const minimal = row('Strangler minimal');
-  const targets: Array<[string, string, boolean]> = [
+  targets.push(
     ['Strangler full ≥ 0.90 × bare req/s', fmt(full.rpsRatio, 2), full.rpsRatio >= 0.9],
     ['Strangler minimal ≥ 0.97 × bare req/s', fmt(minimal.rpsRatio, 2), minimal.rpsRatio >= 0.97],
     ['Strangler full p99 ≤ 1.3 × bare p99', fmt(full.p99Ratio, 2), full.p99Ratio <= 1.3],
     ['10,000 routes ≥ 0.95 × 10 routes req/s', fmt(scale.rps10k! / scale.rps10!, 2), scale.rps10k! / scale.rps10! >= 0.95],
     ['10,000-route swap stalls the event loop < 50 ms', `${fmt(scale.stallMs!, 1)} ms`, scale.stallMs! < 50],
     ['Strangler full peak RSS ≤ 1.25 × bare', fmt(full.rssRatio, 2), full.rssRatio <= 1.25],
-  ];
+  );
+  }
   // Issue #16: the parallel run's cost, against the same configuration without a shadow.
   const s10 = rows.find((r) => r.scenario === 'Strangler full + shadow 10%');
   const s100 = rows.find((r) => r.scenario === 'Strangler full + shadow 100%');
@@ -514,6 +527,7 @@ async function main(): Promise<void> {
   md += `\n| target (issues #7, #16) | this run | met |\n|---|---|---|\n`;
   for (const [name, value, met] of targets) md += `| ${name} | ${value} | ${met ? 'yes' : 'no'} |\n`;
   process.stdout.write(`\n${md}`);
+  if (SHADOW_ONLY) return;
   const out = join(ROOT, 'bench', 'results', 'latest.json');
   execFileSync('mkdir', ['-p', join(ROOT, 'bench', 'results')]);
   writeFileSync(

@@ -284,7 +284,16 @@ upstreams: { none: { url: http://127.0.0.1:9 } }
 routes: [ { name: all, path: /, upstream: none } ]
 `);
     expect(loaded).toEqual(expect.arrayContaining(['http-proxy', 'opossum', 'pino']));
-    for (const name of ['yaml', 'zod', 'koa', 'koa-router', 'prom-client', 'jose']) expect(loaded).not.toContain(name);
+    for (const name of ['yaml', 'zod', 'koa', 'koa-router', 'prom-client', 'jose', 'undici']) expect(loaded).not.toContain(name);
+  });
+
+  test('a route with a shadow loads the copies\' HTTP client (undici), and only then', async () => {
+    const loaded = await loadedPackages(`
+server: { healthPath: /_gw/health }
+upstreams: { none: { url: http://127.0.0.1:9 }, next: { url: http://127.0.0.1:9 } }
+routes: [ { name: all, path: /, upstream: none, shadow: { upstream: next } } ]
+`);
+    expect(loaded).toContain('undici');
   });
 
   test('admin and JWT auth load what they need, and tables are still parsed off the main thread', async () => {

@@ -2,7 +2,8 @@
  * The parallel run through a real gateway: the client always gets the
  * primary's answer, the shadow gets a copy, and the comparison is counted.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { closedPort, json, send, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
 
 /** `until` for checks that ask the admin API. */
@@ -186,6 +187,53 @@ routes:
     } finally {
       await gw.stop();
       await Promise.all([primary.close(), shadow.close()]);
+    }
+  });
+});
+
+describe('parallel run behind forward auth', () => {
+  test('a POST whose body has fully arrived while the identity was checked is copied with that body, and the copy carries the identity', async () => {
+    // The auth endpoint answers after 50 ms: by then the whole body is in the gateway, read by nobody yet.
+    const auth = createServer((_req, res) => void setTimeout(() => res.writeHead(200, { 'X-User-Id': 'u-7' }).end(), 50));
+    await new Promise<void>((r) => auth.listen(0, '127.0.0.1', r));
+    const primary = await startUpstream((_req, res, body) => void res.writeHead(201, { 'content-type': 'text/plain' }).end(`got ${body.length}`));
+    const shadow = await startUpstream((_req, res, body) => void res.writeHead(201, { 'content-type': 'text/plain' }).end(`got ${body.length}`));
+    const gw = await startGateway(`
+admin: { port: 0 }
+auth: { forward: { url: http://127.0.0.1:${(auth.address() as AddressInfo).port}/check } }
+upstreams: { monolith: { url: ${primary.url} }, orders: { url: ${shadow.url} } }
+routes:
+  - { name: orders, path: /orders, upstream: monolith, auth: required, shadow: { upstream: orders, methods: [POST] } }
+`);
+    try {
+      const body = 'b'.repeat(3000);
+      const r = await send(gw.port, '/orders', { method: 'POST', body, headers: { cookie: 'sid=1', 'content-type': 'text/plain', 'content-length': String(body.length) } });
+      expect(r.body).toBe('got 3000');
+      await until(() => shadow.received.length === 1);
+      expect(shadow.received[0]!.body).toBe(body);
+      expect(shadow.received[0]!.headers['x-user-id']).toBe('u-7');
+      await eventually(async () => json(await send(gw.gw.adminPort!, '/shadows')).shadows[0].match === 1);
+    } finally {
+      await gw.stop();
+      await Promise.all([primary.close(), shadow.close(), new Promise((r) => auth.close(r))]);
+    }
+  });
+});
+
+describe('a client-sent X-Strangler-Shadow', () => {
+  test('never reaches an upstream: only the gateway marks a copy', async () => {
+    const up = await startUpstream();
+    const gw = await startGateway(`
+upstreams: { app: { url: ${up.url} } }
+routes: [{ name: app, path: /, upstream: app }]
+`);
+    try {
+      await send(gw.port, '/x', { headers: { 'x-strangler-shadow': '1', 'X-Strangler_Shadow': 'noise' } });
+      expect(up.received[0]!.headers['x-strangler-shadow']).toBeUndefined();
+      expect(up.received[0]!.headers['x-strangler_shadow']).toBeUndefined();
+    } finally {
+      await gw.stop();
+      await up.close();
     }
   });
 });

@@ -201,13 +201,16 @@ export const ShadowSchema = z.strictObject({
   forwardCredentials: bool.default(false),
   compare: z
     .strictObject({
-      headers: z.array(headerName).default(['content-type', 'location', 'cache-control']),
+      /** Response headers compared; `*`: every header either side sent except the volatile ones and ignoreHeaders. */
+      headers: z.union([z.literal('*'), z.array(headerName)]).default(['content-type', 'location', 'cache-control']),
+      /** Response headers never compared (removed from `headers`; with `*`, added to the volatile ones). */
+      ignoreHeaders: z.array(headerName).default([]),
       ignore: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
       unordered: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
       /** JSON paths whose values are shown as *** in samples (they are still compared). */
       redact: z.array(z.string().regex(/^\$/, 'must be a JSON path starting with $')).default([]),
     })
-    .default(() => ({ headers: ['content-type', 'location', 'cache-control'], ignore: [], unordered: [], redact: [] })),
+    .default(() => ({ headers: ['content-type', 'location', 'cache-control'], ignoreHeaders: [], ignore: [], unordered: [], redact: [] })),
   /** Noise learning (Diffy's method): some copied GET/HEAD requests are also sent a second time to the primary. */
   noise: z
     .strictObject({

@@ -55,6 +55,17 @@ function uuidHex(u: string): string {
 const spanPrefix = randomBytes(4).toString('hex');
 let spanCounter = 0;
 
+/** A span id unique in this process (16 hex digits), without a random draw. */
+export function newSpanId(): string {
+  spanCounter = (spanCounter + 1) >>> 0;
+  return spanPrefix + spanCounter.toString(16).padStart(8, '0');
+}
+
+/** The same trace, a span of its own: for a request the gateway sends besides the client's (a shadow copy). */
+export function childTraceparent(parent: string): string {
+  return `${parent.slice(0, 36)}${newSpanId()}${parent.slice(52)}`;
+}
+
 /**
  * A new traceparent for a request that arrived without a valid one. When the
  * request id is a UUID its hex digits are the trace id, so logs keyed by request
@@ -71,7 +82,5 @@ export function newTraceparent(requestId: string): string {
       traceId = lastHex;
     }
   }
-  spanCounter = (spanCounter + 1) >>> 0;
-  const span = spanPrefix + spanCounter.toString(16).padStart(8, '0');
-  return `00-${traceId}-${span}-01`;
+  return `00-${traceId}-${newSpanId()}-01`;
 }

@@ -25,7 +25,17 @@ const FILTERED_LENGTH: readonly boolean[] = (() => {
  * spelling: names are compared lower-case with `_` read as `-`, because CGI-style
  * servers map `X-Forwarded_For` onto the same variable as `X-Forwarded-For`.
  */
-const GATEWAY_OWNED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip', 'forwarded'];
+const GATEWAY_OWNED = [
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-real-ip',
+  'forwarded',
+  // Marks the parallel run's copies, which services may answer without side effects: a client setting it would turn a real write into a no-op.
+  'x-strangler-shadow',
+];
 
 export interface ForwardingPolicy {
   /** Whether the direct peer may tell us who the client is. */

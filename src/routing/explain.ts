@@ -19,7 +19,7 @@ export interface Explanation {
   /** Canary routes: the side this user/cookie/header lands on (with the table's share; live rollback and ramp state are in GET /canaries). */
   canary?: { side: 'primary' | 'canary'; reason: string; bucket: number | null; percent: number; upstream: string; upstreamPath: string; newCookie: boolean };
   /** Routes with a shadow: whether this request would be copied (eligibility; `percent` is a random draw per request), where, and what is compared. */
-  shadow?: { copied: boolean; reason: string | null; percent: number; upstream: string; upstreamPath: string; compares: { status: true; headers: string[]; ignore: string[]; unordered: string[] } };
+  shadow?: { copied: boolean; reason: string | null; percent: number; upstream: string; upstreamPath: string; compares: { status: true; headers: string[] | '*'; ignoreHeaders: string[]; ignore: string[]; unordered: string[] } };
 }
 
 /**
@@ -70,7 +70,7 @@ export function explain(config: RouteTableConfig, method: string, target: string
       percent: sh.percent,
       upstream: sh.upstream,
       upstreamPath: rewritePath(sent, query, stripOf(sh.stripPrefix).length, basePathOf(config.upstreams[sh.upstream]!.urls[0]!)),
-      compares: { status: true, headers: sh.compare.headers, ignore: sh.compare.ignore, unordered: sh.compare.unordered },
+      compares: { status: true, headers: sh.compare.headers, ignoreHeaders: sh.compare.ignoreHeaders, ignore: sh.compare.ignore, unordered: sh.compare.unordered },
     };
   }
   return {

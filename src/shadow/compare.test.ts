@@ -1,7 +1,7 @@
 import { brotliCompressSync, gzipSync } from 'node:zlib';
-import { compareAnswers, type Answer, type CompareOptions } from './compare';
+import { compareAnswers, headerSelection, type Answer, type CompareOptions } from './compare';
 
-const OPTS: CompareOptions = { headers: ['content-type', 'location', 'cache-control'], ignore: [], unordered: [], maxBodyBytes: 1 << 20 };
+const OPTS: CompareOptions = { ...headerSelection(['content-type', 'location', 'cache-control'], []), ignore: [], unordered: [], maxBodyBytes: 1 << 20 };
 const json = (value: unknown, extra: Record<string, string> = {}): Answer => ({ status: 200, headers: { 'content-type': 'application/json', ...extra }, body: Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)) });
 const fields = (a: Answer, b: Answer, opts: Partial<CompareOptions> = {}) => {
   const c = compareAnswers(a, b, { ...OPTS, ...opts });
@@ -72,5 +72,16 @@ describe('compareAnswers', () => {
   test('JSON that does not parse is compared as text', () => {
     expect(fields(json('{"a":'), json('{"a":'))).toEqual([]);
     expect(fields(json('{"a":'), json('{"b":'))).toEqual(['changed body']);
+  });
+
+  test('headers: the listed ones only, minus ignoreHeaders; "*" compares every header but the volatile ones and ignoreHeaders, Set-Cookie by cookie names', () => {
+    const a = json({ ok: 1 }, { 'cache-control': 'no-store', etag: '"a"', date: 'Mon', 'x-team': 'old', 'set-cookie': ['sid=1; Path=/', 'theme=dark'] } as unknown as Record<string, string>);
+    const b = json({ ok: 1 }, { 'cache-control': 'max-age=60', etag: '"b"', date: 'Tue', 'x-new': 'yes', 'set-cookie': ['theme=light', 'sid=2; Path=/'] } as unknown as Record<string, string>);
+    expect(fields(a, b)).toEqual(['changed header:cache-control']);
+    expect(fields(a, b, headerSelection(['content-type', 'cache-control'], ['Cache-Control']))).toEqual([]);
+    expect(fields(a, b, headerSelection('*', []))).toEqual(['changed header:cache-control', 'changed header:etag', 'extra header:x-new', 'missing header:x-team']);
+    expect(fields(a, b, headerSelection('*', ['etag', 'x-new', 'x-team', 'cache-control']))).toEqual([]);
+    const c = json({ ok: 1 }, { 'set-cookie': 'sid=3' });
+    expect(fields(a, c, headerSelection('*', ['cache-control', 'etag', 'x-team']))).toEqual(['changed header:set-cookie']);
   });
 });

@@ -11,8 +11,10 @@ import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
  */
 
 export interface CompareOptions {
-  /** Lower-case names of the response headers compared. */
-  readonly headers: readonly string[];
+  /** Lower-case names of the response headers compared; `*`: every header either side sent, except `ignoreHeaders`. */
+  readonly headers: readonly string[] | '*';
+  /** Lower-case names never compared (with `*`: the volatile defaults and the route's compare.ignoreHeaders). */
+  readonly ignoreHeaders: ReadonlySet<string>;
   /** JSON paths (`$.generatedAt`, `$.items[*].etag`) whose values, and everything under them, are not compared. */
   readonly ignore: readonly string[];
   /** JSON paths of arrays compared as multisets (order ignored). */
@@ -42,12 +44,44 @@ export interface Difference {
 
 export type Comparison = { outcome: 'match' | 'mismatch'; differences: Difference[] } | { outcome: 'too-large'; differences: [] };
 
+/**
+ * Response headers that differ between any two answers, even from the same
+ * service: never compared under `headers: "*"`. Encodings and framing are not
+ * differences (bodies are compared decoded); Set-Cookie is compared by cookie
+ * names, not values.
+ */
+export const VOLATILE_HEADERS: readonly string[] = [
+  'date',
+  'server',
+  'x-powered-by',
+  'x-request-id',
+  'traceparent',
+  'tracestate',
+  'x-response-time',
+  'age',
+  'expires',
+  'via',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-length',
+  'content-encoding',
+];
+
+/** The compare options of a route's `compare.headers` and `compare.ignoreHeaders`. */
+export function headerSelection(headers: readonly string[] | '*', ignoreHeaders: readonly string[]): Pick<CompareOptions, 'headers' | 'ignoreHeaders'> {
+  const ignored = ignoreHeaders.map((h) => h.toLowerCase());
+  if (headers === '*') return { headers: '*', ignoreHeaders: new Set([...VOLATILE_HEADERS, ...ignored]) };
+  return { headers: headers.map((h) => h.toLowerCase()).filter((h) => !ignored.includes(h)), ignoreHeaders: new Set(ignored) };
+}
+
 export function compareAnswers(primary: Answer, shadow: Answer, opts: CompareOptions): Comparison {
   const differences: Difference[] = [];
   if (primary.status !== shadow.status) differences.push({ path: 'status', field: 'status', kind: 'changed', primary: primary.status, shadow: shadow.status });
-  for (const name of opts.headers) {
-    const a = headerValue(primary.headers[name]);
-    const b = headerValue(shadow.headers[name]);
+  const names = opts.headers === '*' ? [...new Set([...Object.keys(primary.headers), ...Object.keys(shadow.headers)])].filter((n) => !opts.ignoreHeaders.has(n)).sort() : opts.headers;
+  for (const name of names) {
+    const a = name === 'set-cookie' && opts.headers === '*' ? cookieNames(primary.headers[name]) : headerValue(primary.headers[name]);
+    const b = name === 'set-cookie' && opts.headers === '*' ? cookieNames(shadow.headers[name]) : headerValue(shadow.headers[name]);
     if (a === b) continue;
     const field = `header:${name}`;
     differences.push({ path: field, field, kind: a === undefined ? 'extra' : b === undefined ? 'missing' : 'changed', primary: a, shadow: b });
@@ -61,6 +95,15 @@ export function compareAnswers(primary: Answer, shadow: Answer, opts: CompareOpt
 
 function headerValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** `sid=abc; Path=/`, `theme=dark` -> `sid, theme`: which cookies are set, not their (per-session) values. */
+function cookieNames(v: string | string[] | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  return (Array.isArray(v) ? v : [v])
+    .map((c) => c.slice(0, c.indexOf('=') === -1 ? c.length : c.indexOf('=')).trim())
+    .sort()
+    .join(', ');
 }
 
 function isJson(h: IncomingHttpHeaders): boolean {

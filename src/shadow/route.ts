@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { Agent, request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { PassThrough } from 'node:stream';
+import type { Dispatcher, Pool } from 'undici';
 import type { ShadowConfig } from '../config/schema';
+import { childTraceparent } from '../observability/requestId';
 import { basePathOf, rewritePath, stripOf } from '../routing/compile';
-import { compareAnswers, type CompareOptions, type Difference } from './compare';
+import { compareAnswers, headerSelection, type CompareOptions, type Difference } from './compare';
 
 /** Why a request was not copied, or its answers not compared. */
 export type SkipReason = 'sampled-out' | 'method' | 'body-unknown-length' | 'saturated' | 'too-large' | 'primary-failed' | 'circuit-open';
@@ -36,6 +37,23 @@ export interface ShadowTap {
 
 const MAX_FIELDS = 50;
 const MAX_SAMPLES = 50;
+/** Compared pairs whose durations are kept for the latency percentiles. */
+const LATENCY_KEPT = 1000;
+
+/**
+ * Request headers a copy never carries. The primary's hop-by-hop headers are
+ * gone already; these are the framing and negotiation the copy's own client
+ * redoes (a body is only copied with its Content-Length), the host (set per
+ * side), and the trace context (a child span is set).
+ */
+const NOT_COPIED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'expect', 'te', 'trailer', 'host', 'traceparent', 'x-strangler-shadow']);
+
+/** What a copy's handler and the noise request read: a whole answer. */
+interface Whole {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
 
 /**
  * One route's parallel run: the copies in flight (bounded by maxConcurrent,
@@ -45,7 +63,8 @@ const MAX_SAMPLES = 50;
  * reads what the relay hands it, and its failures are counted here alone.
  */
 export class ShadowRoute {
-  private readonly agent: Agent;
+  /** The copies' own keep-alive pool to the shadow upstream (undici: a copy is a client request that costs about half of node:http's). */
+  private readonly pool: Pool;
   private readonly target: URL;
   private readonly basePath: string;
   private readonly stripLength: number;
@@ -62,7 +81,7 @@ export class ShadowRoute {
 
   /** The primary, asked a second time for noise learning (routes with shadow.noise). */
   private readonly primaryTarget: URL | undefined;
-  private readonly primaryAgent: Agent | undefined;
+  private readonly primaryPool: Pool | undefined;
 
   constructor(
     readonly route: string,
@@ -74,18 +93,20 @@ export class ShadowRoute {
     private readonly primaryPreserveHost = true,
   ) {
     this.target = new URL(upstreamUrl);
+    // One connection per copy in flight at most; undici's own timeouts are a backstop behind the copy's deadline.
+    const options = { connections: config.maxConcurrent, pipelining: 1, headersTimeout: config.timeoutMs + 1000, bodyTimeout: config.timeoutMs + 1000 };
+    // Loaded with the first shadow: a table without one never loads undici.
+    const { Pool } = require('undici') as typeof import('undici');
+    this.pool = new Pool(this.target.origin, options);
     if (config.noise !== undefined && primaryUrl !== undefined) {
       this.primaryTarget = new URL(primaryUrl);
-      const o = { keepAlive: true, maxSockets: config.maxConcurrent, scheduling: 'lifo' as const };
-      this.primaryAgent = this.primaryTarget.protocol === 'https:' ? new HttpsAgent(o) : new Agent(o);
+      this.primaryPool = new Pool(this.primaryTarget.origin, options);
     }
     this.basePath = basePathOf(upstreamUrl);
     this.stripLength = stripOf(config.stripPrefix).length;
     this.methods = new Set(config.methods);
     this.redact = config.compare.redact;
-    this.compare = { headers: config.compare.headers.map((h) => h.toLowerCase()), ignore: config.compare.ignore, unordered: config.compare.unordered, maxBodyBytes: config.maxBodyBytes };
-    const options = { keepAlive: true, maxSockets: config.maxConcurrent, scheduling: 'lifo' as const };
-    this.agent = this.target.protocol === 'https:' ? new HttpsAgent(options) : new Agent(options);
+    this.compare = { ...headerSelection(config.compare.headers, config.compare.ignoreHeaders), ignore: config.compare.ignore, unordered: config.compare.unordered, maxBodyBytes: config.maxBodyBytes };
   }
 
   /**
@@ -114,39 +135,32 @@ export class ShadowRoute {
     return new ShadowCopy(this, requestId, method, shadowPath, this.headersFor(headers), body, redactQuery(path, query), twice ? { path: primaryPath, headers: this.headersFor(headers, true) } : undefined);
   }
 
-  /** The primary request's headers (identity and forwarding already set), without credentials unless asked, marked as a shadow. */
-  private headersFor(h: IncomingHttpHeaders, toPrimary = false): IncomingHttpHeaders {
-    const out: IncomingHttpHeaders = { ...h };
-    if (!this.config.forwardCredentials) {
-      delete out.authorization;
-      delete out.cookie;
+  /**
+   * The primary request's headers (identity and forwarding already set) as a
+   * flat list, without credentials unless asked, marked as a shadow (`1`, or
+   * `noise` for the primary's second answer), in a child span of the trace.
+   */
+  private headersFor(h: IncomingHttpHeaders, toPrimary = false): string[] {
+    const out: string[] = [];
+    const credentials = this.config.forwardCredentials;
+    for (const name in h) {
+      const v = h[name];
+      if (v === undefined || NOT_COPIED.has(name) || (!credentials && (name === 'authorization' || name === 'cookie'))) continue;
+      if (typeof v === 'string') out.push(name, v);
+      else for (const each of v) out.push(name, each);
     }
-    if (toPrimary) {
-      if (!this.primaryPreserveHost) out.host = this.primaryTarget!.host;
-    } else if (!this.preserveHost) out.host = this.target.host;
-    out['x-strangler-shadow'] = toPrimary ? 'noise' : '1';
-    // The same trace, a span of its own.
-    const tp = typeof h.traceparent === 'string' ? /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/.exec(h.traceparent) : null;
-    if (tp) out.traceparent = `00-${tp[1]}-${randomBytes(8).toString('hex')}-${tp[2]}`;
+    const host = (toPrimary ? this.primaryPreserveHost : this.preserveHost) ? h.host : (toPrimary ? this.primaryTarget! : this.target).host;
+    if (host !== undefined) out.push('host', host);
+    out.push('x-strangler-shadow', toPrimary ? 'noise' : '1');
+    // The gateway set a valid traceparent on the primary request.
+    const tp = h.traceparent;
+    if (typeof tp === 'string' && tp.length === 55) out.push('traceparent', childTraceparent(tp));
     return out;
   }
 
-  /** Sends the copy; its body, when the request has one, is written as the client's arrives (both sides get it at once). */
-  send(method: string, path: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined, onResponse: (res: IncomingMessage) => void, onError: () => void, toPrimary = false): () => void {
-    const target = toPrimary ? this.primaryTarget! : this.target;
-    const send = target.protocol === 'https:' ? httpsRequest : request;
-    const agent = toPrimary ? this.primaryAgent! : this.agent;
-    const req = send({ protocol: target.protocol, hostname: target.hostname.replace(/^\[|\]$/g, ''), port: target.port, method, path, headers, agent }, onResponse);
-    req.on('error', onError);
-    if (body === undefined || body.complete) req.end();
-    else {
-      // At most maxBodyBytes (its Content-Length was checked): held here if the shadow reads slowly.
-      const onData = (chunk: Buffer) => void req.write(chunk);
-      body.on('data', onData);
-      body.once('end', () => req.end());
-      body.once('close', () => body.off('data', onData));
-    }
-    return () => req.destroy();
+  /** Sends a copy (or the primary's second request); its body, when the request has one, is written as the client's arrives. */
+  send(method: string, path: string, headers: string[], body: PassThrough | undefined, handler: Dispatcher.DispatchHandler, toPrimary = false): void {
+    (toPrimary ? this.primaryPool! : this.pool).dispatch({ method, path, headers, body: body ?? null }, handler);
   }
 
   skip(reason: SkipReason): ShadowOutcome {
@@ -246,12 +260,9 @@ export class ShadowRoute {
     const slot = this.slot();
     slot.compared++;
     if (result.outcome === 'mismatch') slot.mismatch++;
-    c.latency.primary.push(ms.primary);
-    c.latency.shadow.push(ms.shadow);
-    if (c.latency.primary.length > 1000) {
-      c.latency.primary.shift();
-      c.latency.shadow.shift();
-    }
+    const at = c.latencyCount++ % LATENCY_KEPT;
+    c.latency.primary[at] = ms.primary;
+    c.latency.shadow[at] = ms.shadow;
     const pair = `${primary.status}→${shadow.status}`;
     c.statusPairs.set(pair, (c.statusPairs.get(pair) ?? 0) + 1);
     if (result.outcome === 'match') {
@@ -311,8 +322,9 @@ export class ShadowRoute {
   }
 
   close(): void {
-    this.agent.destroy();
-    this.primaryAgent?.destroy();
+    // Copies still in flight end as shadow errors of the retired route.
+    this.pool.destroy().catch(() => undefined);
+    this.primaryPool?.destroy().catch(() => undefined);
   }
 }
 
@@ -336,7 +348,9 @@ function newCounts() {
     skipped: new Map<SkipReason, number>(),
     fields: new Map<string, number>(),
     statusPairs: new Map<string, number>(),
+    /** The last LATENCY_KEPT compared pairs' durations, a ring. */
     latency: { primary: [] as number[], shadow: [] as number[] },
+    latencyCount: 0,
     /** Per field: comparisons where primary and shadow differed (raw), and where two primary answers did (noise). */
     raw: new Map<string, number>(),
     noise: new Map<string, number>(),
@@ -379,16 +393,16 @@ function percentiles(values: number[]): { p50: number | null; p95: number | null
  */
 class ShadowCopy implements ShadowTap {
   private primary: { status: number; headers: IncomingHttpHeaders; chunks: Buffer[]; size: number; done: boolean; ms: number } | undefined;
-  private shadow: { status: number; headers: IncomingHttpHeaders; body: Buffer; ms: number } | undefined;
+  private shadow: (Whole & { ms: number }) | undefined;
+  private readonly reader: WholeAnswer;
   /** The primary's second answer (noise learning): pending, received, or given up. */
-  private secondary: { status: number; headers: IncomingHttpHeaders; body: Buffer } | 'pending' | undefined;
-  private cancelSecondary: (() => void) | undefined;
+  private secondary: Whole | 'pending' | undefined;
+  private secondaryReader: WholeAnswer | undefined;
   private readonly started = performance.now();
   private finished = false;
   private result: ShadowOutcome | undefined;
   /** The access line was written while the copy was under way: its result gets a line of its own. */
   private reportLate = false;
-  private readonly cancel: () => void;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -396,44 +410,51 @@ class ShadowCopy implements ShadowTap {
     private readonly requestId: string,
     private readonly method: string,
     path: string,
-    headers: IncomingHttpHeaders,
+    headers: string[],
     body: IncomingMessage | undefined,
     private readonly shownPath: string,
-    twice: { path: string; headers: IncomingHttpHeaders } | undefined,
+    twice: { path: string; headers: string[] } | undefined,
   ) {
     owner.inFlight++;
     this.timer = setTimeout(() => this.shadowFailed(), owner.config.timeoutMs);
-    this.cancel = owner.send(method, path, headers, body, (res) => this.onShadowResponse(res), () => this.shadowFailed());
+    this.reader = new WholeAnswer(owner.config.maxBodyBytes, (answer) => {
+      if (answer === 'too-large') this.finish(() => ({ outcome: this.owner.skip('too-large'), fields: [] }));
+      else if (answer === 'failed') this.shadowFailed();
+      else {
+        this.shadow = { status: answer.status, headers: answer.headers, body: answer.body, ms: performance.now() - this.started };
+        this.tryCompare();
+      }
+    });
+    owner.send(method, path, headers, body === undefined ? undefined : this.bodyOf(body), this.reader);
     if (twice !== undefined) {
       this.secondary = 'pending';
-      const gaveUp = () => {
-        this.secondary = undefined;
+      this.secondaryReader = new WholeAnswer(owner.config.maxBodyBytes, (answer) => {
+        this.secondary = typeof answer === 'string' ? undefined : answer;
         this.tryCompare();
-      };
-      this.cancelSecondary = owner.send(method, twice.path, twice.headers, undefined, (res) => readAll(res, owner.config.maxBodyBytes, (answer) => {
-        this.secondary = answer ?? undefined;
-        this.tryCompare();
-      }), gaveUp, true);
+      });
+      owner.send(method, twice.path, twice.headers, undefined, this.secondaryReader, true);
     }
   }
 
-  private onShadowResponse(res: IncomingMessage): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > this.owner.config.maxBodyBytes) {
-        res.destroy();
-        this.finish(() => ({ outcome: this.owner.skip('too-large'), fields: [] }));
-        return;
+  /**
+   * The client's body, written to the copy as it arrives (both sides get it at
+   * once). At most maxBodyBytes (its Content-Length was checked): held here if
+   * the shadow reads slowly. A client that goes away mid-body fails the
+   * primary, not the shadow.
+   */
+  private bodyOf(body: IncomingMessage): PassThrough {
+    const copy = new PassThrough();
+    const onData = (chunk: Buffer) => void copy.write(chunk);
+    body.on('data', onData);
+    body.once('end', () => copy.end());
+    body.once('close', () => {
+      body.off('data', onData);
+      if (!body.readableEnded) {
+        this.failed();
+        copy.destroy();
       }
-      chunks.push(c);
     });
-    res.on('end', () => {
-      this.shadow = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - this.started };
-      this.tryCompare();
-    });
-    res.on('error', () => this.shadowFailed());
+    return copy;
   }
 
   private shadowFailed(): void {
@@ -473,20 +494,19 @@ class ShadowCopy implements ShadowTap {
   private tryCompare(): void {
     const p = this.primary;
     const s = this.shadow;
-    if (p === undefined || !p.done || s === undefined || this.secondary === 'pending') return;
+    if (this.finished || p === undefined || !p.done || s === undefined || this.secondary === 'pending') return;
     const secondary = this.secondary;
-    this.finish(() =>
-      this.owner.compared({ status: p.status, headers: p.headers, body: Buffer.concat(p.chunks) }, s, { primary: p.ms, shadow: s.ms }, { id: this.requestId, method: this.method, path: this.shownPath }, secondary),
-    );
+    const body = p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks);
+    this.finish(() => this.owner.compared({ status: p.status, headers: p.headers, body }, s, { primary: p.ms, shadow: s.ms }, { id: this.requestId, method: this.method, path: this.shownPath }, secondary));
   }
 
-  /** Exactly once: stops the copy's timer and request, releases its slot, records its result. */
+  /** Exactly once: stops the copy's timer and requests, releases its slot, records its result. */
   private finish(record: () => { outcome: ShadowOutcome; fields: string[] }): void {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.timer);
-    this.cancel();
-    this.cancelSecondary?.();
+    this.reader.cancel();
+    this.secondaryReader?.cancel();
     this.primary = undefined;
     this.owner.inFlight--;
     const { outcome, fields } = record();
@@ -495,25 +515,66 @@ class ShadowCopy implements ShadowTap {
   }
 }
 
-/** Reads a whole answer up to `max` bytes; null when it is larger or fails. */
-function readAll(res: IncomingMessage, max: number, done: (answer: { status: number; headers: IncomingHttpHeaders; body: Buffer } | null) => void): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let settled = false;
-  const settle = (a: Parameters<typeof done>[0]) => {
-    if (!settled) {
-      settled = true;
-      done(a);
+/**
+ * An undici handler that reads a whole answer up to `max` bytes (the shadow's,
+ * or the primary's second one for noise learning), then reports it once; it
+ * can be cancelled at any point, before the request has even left.
+ */
+class WholeAnswer implements Dispatcher.DispatchHandler {
+  private status = 0;
+  private headers: IncomingHttpHeaders = {};
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private settled = false;
+  private controller: Dispatcher.DispatchController | undefined;
+
+  constructor(
+    private readonly max: number,
+    private readonly done: (answer: Whole | 'too-large' | 'failed') => void,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    // Cancelled while waiting for a connection: never sent.
+    if (this.settled) controller.abort(new Error('cancelled'));
+    else this.controller = controller;
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[]>): void {
+    if (status < 200) return;
+    this.status = status;
+    this.headers = headers;
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.settled) return;
+    this.size += chunk.length;
+    if (this.size <= this.max) this.chunks.push(chunk);
+    else {
+      this.cancel();
+      this.done('too-large');
     }
-  };
-  res.on('data', (c: Buffer) => {
-    size += c.length;
-    if (size > max) {
-      res.destroy();
-      settle(null);
-    } else chunks.push(c);
-  });
-  res.on('end', () => settle({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-  res.on('error', () => settle(null));
-  res.on('close', () => settle(null));
+  }
+
+  onResponseEnd(): void {
+    if (this.settled) return;
+    this.settled = true;
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.done({ status: this.status, headers: this.headers, body });
+  }
+
+  onResponseError(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.chunks = [];
+    this.done('failed');
+  }
+
+  /** Stops reading without reporting. */
+  cancel(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.chunks = [];
+    this.controller?.abort(new Error('cancelled'));
+  }
 }
