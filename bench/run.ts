@@ -3,11 +3,12 @@
  * on one machine, in one run. Loopback only; every process it starts is
  * stopped; a few minutes at most.
  *
- *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only] [--shadow-only]
+ *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only] [--shadow-only] [--migration-only]
  *
  * --shadow-only measures the rows of the parallel run's targets alone (bare,
- * full, full + shadow 10% and 100%), for working on the shadow path; it does
- * not write bench/results/latest.json.
+ * full, full + shadow 10% and 100%), for working on the shadow path;
+ * --migration-only those of migration counting (bare, full, full with
+ * counting off). Neither writes bench/results/latest.json.
  *
  * BENCH_NODE_FLAGS='--flag …' starts Strangler with these Node flags instead of npm start's.
  */
@@ -30,6 +31,9 @@ const SCALE_ONLY = args.includes('--scale-only');
 /** Only the rows the parallel run's targets compare. */
 const SHADOW_ONLY = args.includes('--shadow-only');
 const SHADOW_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full + shadow 10%', 'Strangler full + shadow 100%']);
+/** Only the rows the migration counting target compares. */
+const MIGRATION_ONLY = args.includes('--migration-only');
+const MIGRATION_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full, migration counting off']);
 const ROUNDS = opt('rounds', quick ? 1 : 3);
 const DURATION = opt('duration', quick ? 2 : 5);
 const CONNECTIONS = opt('connections', 50);
@@ -286,8 +290,8 @@ ${routes(n, '/api/hello')}
 `;
 
 /** `shadowPercent`: the measured route also copies this share of its (primary-side) requests to the shadow upstream, a second server. */
-const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }) => `
-log: { access: ${join(WORK, 'access.log')} }
+const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }, counting = true) => `
+log: { access: ${join(WORK, 'access.log')} }${counting ? '' : '\nmigration: { count: false }'}
 admin: { port: ${adminPort} }
 upstreams:
   app: { url: http://127.0.0.1:${up}, breaker: { minRequests: 20 } }
@@ -331,6 +335,11 @@ function scenarios(withNginx: boolean): Scenario[] {
       name: 'Strangler full',
       path: '/api/hello',
       start: async (up) => strangler(fullYaml(up, await freePort()), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
+    },
+    {
+      name: 'Strangler full, migration counting off',
+      path: '/api/hello',
+      start: async (up) => strangler(fullYaml(up, await freePort(), undefined, false), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
     },
     {
       name: 'Strangler full + shadow 10%',
@@ -457,7 +466,7 @@ async function main(): Promise<void> {
   const up = await startUpstream();
   // The shadow rows' new service: a second server of the same kind, on the upstream's core.
   const shadowUp = await startUpstream();
-  const list = scenarios(NGINX !== undefined).filter((s) => !SHADOW_ONLY || SHADOW_ROWS.has(s.name));
+  const list = scenarios(NGINX !== undefined).filter((s) => (!SHADOW_ONLY || SHADOW_ROWS.has(s.name)) && (!MIGRATION_ONLY || MIGRATION_ROWS.has(s.name)));
   const samples = new Map<string, Sample[]>(list.map((s) => [s.name, []]));
   process.stdout.write(
     `Strangler benchmark: ${ROUNDS} round(s) x ${DURATION}s, ${CONNECTIONS} connections, load generator ${HAS_WRK ? 'wrk' : 'autocannon (wrk not installed)'}, upstream ${up.kind}\n` +
@@ -485,7 +494,7 @@ async function main(): Promise<void> {
     const cpuUs = median(xs.map((x) => x.cpuUs));
     return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
   });
-  const scale = SHADOW_ONLY ? undefined : await scaleChecks(up.port);
+  const scale = SHADOW_ONLY || MIGRATION_ONLY ? undefined : await scaleChecks(up.port);
   await stop(up.child);
   await stop(shadowUp.child);
 
@@ -512,6 +521,14 @@ async function main(): Promise<void> {
     ['Strangler full peak RSS ≤ 1.25 × bare', fmt(full.rssRatio, 2), full.rssRatio <= 1.25],
   );
   }
+  // Issue #17: migration counting (on in "full") against the same configuration with it off.
+  const off = rows.find((r) => r.scenario === 'Strangler full, migration counting off');
+  if (off) {
+    targets.push(
+      ['full (migration counting on) ≥ 0.97 × counting off req/s', fmt(full.rps / off.rps, 3), full.rps / off.rps >= 0.97],
+      ['full CPU µs/request ≤ 1.03 × counting off', fmt(full.cpuUs / off.cpuUs, 3), full.cpuUs / off.cpuUs <= 1.03],
+    );
+  }
   // Issue #16: the parallel run's cost, against the same configuration without a shadow.
   const s10 = rows.find((r) => r.scenario === 'Strangler full + shadow 10%');
   const s100 = rows.find((r) => r.scenario === 'Strangler full + shadow 100%');
@@ -524,10 +541,10 @@ async function main(): Promise<void> {
       ['full + shadow 100% peak RSS ≤ full + 128 MB', `${fmt(s100.peakRssMb - full.peakRssMb)} MB more`, s100.peakRssMb <= full.peakRssMb + 128],
     );
   }
-  md += `\n| target (issues #7, #16) | this run | met |\n|---|---|---|\n`;
+  md += `\n| target (issues #7, #16, #17) | this run | met |\n|---|---|---|\n`;
   for (const [name, value, met] of targets) md += `| ${name} | ${value} | ${met ? 'yes' : 'no'} |\n`;
   process.stdout.write(`\n${md}`);
-  if (SHADOW_ONLY) return;
+  if (SHADOW_ONLY || MIGRATION_ONLY) return;
   const out = join(ROOT, 'bench', 'results', 'latest.json');
   execFileSync('mkdir', ['-p', join(ROOT, 'bench', 'results')]);
   writeFileSync(

@@ -51,6 +51,8 @@ Strangler demo is up. Try:
   curl -i --path-as-is http://127.0.0.1:8080/api/users/../../admin   # normalised to /admin by the gateway -> monolith
   curl -i http://127.0.0.1:8080/healthz            # the gateway itself
 
+Watch the migration in the console: http://127.0.0.1:9901/ui/
+
 Explain a request without sending it:
   npx strangler explain --config routes.yaml GET /api/users/7
 

@@ -11,6 +11,7 @@ import { Exchange, type DispatchEvents } from './dispatch';
 import type { AccessLog } from './observability/accessLog';
 import type { Logger } from './observability/logger';
 import type { GatewayMetrics } from './observability/metrics';
+import type { MigrationInsight } from './migration/insight';
 import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
 import { prepareUpstreamHeaders } from './proxy/headers';
 import { classifyError } from './proxy/upstream';
@@ -27,6 +28,8 @@ export interface PipelineHost {
   readonly draining: boolean;
   readonly metrics: GatewayMetrics | undefined;
   readonly dispatchEvents: DispatchEvents;
+  /** The migration's counts (legacy vs new, the legacy inventory); undefined when not counting. */
+  readonly migration: MigrationInsight | undefined;
   requestStarted(): void;
   requestFinished(): void;
   /** An upgrade request's socket: Node's server no longer tracks it, so the gateway closes it at shutdown. */
@@ -114,6 +117,11 @@ export function createPipeline(host: PipelineHost): Pipeline {
     if (metrics !== undefined) {
       metrics.request(state.route, state.upstream, res.statusCode, ms / 1000);
       if (state.errorCode !== undefined && state.upstream !== undefined) metrics.upstreamError(state.upstream, state.errorCode);
+    }
+    // Proxied requests only, on the side that answered (a canary, the primary, or a fallback).
+    const migration = host.migration;
+    if (migration !== undefined && state.exchange !== undefined && state.upstream !== undefined) {
+      migration.record(state.route!, state.upstream, state.method, state.matchPath === '' ? state.path : state.matchPath, res.statusCode, ms, state.userId);
     }
     const access = host.accessLog;
     if (access === null) return;

@@ -3,6 +3,7 @@ import { loadTableFile, loadTableText, type LoadedTable } from './config/load';
 import type { ConfigProblem } from './config/problem';
 import type { RouteConfig } from './config/schema';
 import { diffTables, summarize } from './routing/diff';
+import { maskSecrets, restoreSecrets } from './config/secrets';
 
 /**
  * Runs off the event loop: parsing, validating and diffing a large route table
@@ -25,6 +26,18 @@ export type LoadResponse =
   | { id: number; ok: false; problems: ConfigProblem[] }
   /** Part of a large table's routes; the main thread asks for the next part when it has taken this one. */
   | { id: number; kind: 'routes'; routes: RouteConfig[] };
+
+/** The console's editor: literal secrets masked for showing, or put back from the saved text into an edit. */
+export interface SecretsRequest {
+  id: number;
+  kind: 'mask' | 'restore';
+  text: string;
+  /** restore: the saved text the masked values come from. */
+  original?: string;
+  file: string;
+}
+
+export type SecretsResponse = { id: number; ok: true; text: string } | { id: number; ok: false; problems: ConfigProblem[] };
 
 /** Main thread -> worker: send the next part of table `id`. */
 export interface NextChunk {
@@ -71,10 +84,16 @@ function sendNext(id: number): void {
   }
 }
 
-parentPort?.on('message', (msg: LoadRequest | NextChunk) => {
-  if ('kind' in msg && msg.kind === 'next') return sendNext(msg.id);
+parentPort?.on('message', (msg: LoadRequest | NextChunk | SecretsRequest) => {
+  if (msg.kind === 'next') return sendNext(msg.id);
+  if (msg.kind === 'mask' || msg.kind === 'restore') return parentPort!.postMessage(secrets(msg) satisfies SecretsResponse);
   load(msg as LoadRequest);
 });
+
+export function secrets(msg: SecretsRequest): SecretsResponse {
+  if (msg.kind === 'mask') return { id: msg.id, ok: true, text: maskSecrets(msg.text) };
+  return { id: msg.id, ...restoreSecrets(msg.text, msg.original ?? '', msg.file) };
+}
 
 function load(msg: LoadRequest): void {
   const result = msg.kind === 'file' ? loadTableFile(msg.file, msg.env) : loadTableText(msg.text ?? '', msg.file, msg.env);

@@ -1,13 +1,17 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { AdminControl, CandidateCheck, ReloadError, ReloadOutcome } from './admin/app';
+import type { AdminControl, CandidateCheck, EditOutcome, ReloadError, ReloadOutcome } from './admin/app';
 import type { LoadedTable } from './config/load';
 import { formatProblem, type ConfigProblem } from './config/problem';
 import { TableWatcher } from './config/watch';
 import type { AccessLog } from './observability/accessLog';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
-import type { GatewayMetrics } from './observability/metrics';
+import type { GatewayMetrics, MigrationCounts } from './observability/metrics';
+import { MigrationInsight } from './migration/insight';
+import { saveTableFile } from './config/save';
+import { versionOf } from './config/version';
+import { readFile } from 'node:fs/promises';
 import { createPipeline, type PipelineHost } from './pipeline';
 import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
@@ -49,13 +53,22 @@ export class Gateway implements PipelineHost, AdminControl {
   lastReloadError: ReloadError | undefined;
   /** Only with an admin port, the one place metrics can be read. */
   readonly metrics: GatewayMetrics | undefined;
+  /** The migration's counts: only with an admin port (where they are read) and migration.count. */
+  migration: MigrationInsight | undefined;
+  /** The last RELOADS_KEPT reload attempts, newest last. */
+  private readonly reloadHistory: ReloadRecord[] = [];
+  /** YAML texts of recently served versions: what a console edit was based on, to show what changed since. */
+  private readonly recentTexts = new Map<string, string>();
+  /** Breaker state changes since start (the last TRANSITIONS_KEPT), and instance ejections per upstream. */
+  private readonly breakerTransitions: Array<{ at: string; upstream: string; from: string; to: string }> = [];
+  private readonly ejections = new Map<string, number>();
   private admin: Server | undefined;
   readonly dispatchEvents: DispatchEvents;
   private readonly deps: TableDeps;
   private watcher: TableWatcher | undefined;
   private readonly loader: TableLoader;
   private loaded: LoadedTable;
-  private reloads: Promise<unknown> = Promise.resolve();
+  private reloadQueue: Promise<unknown> = Promise.resolve();
   readonly log: Logger;
   readonly accessLog: AccessLog | null;
   private readonly loggers: Loggers;
@@ -82,17 +95,27 @@ export class Gateway implements PipelineHost, AdminControl {
       () => this.inFlight,
       () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, state: u.breaker.state })),
       () => [...this.table.canaries.values()].map((c) => ({ route: c.route, percent: c.effectivePercent(), rolledBack: c.rolledBack !== undefined })),
+      () => this.migrationCounts(),
     );
     const metrics = this.metrics;
     this.dispatchEvents = {
       log: this.log,
       fallback: (route, from, to, reason) => metrics?.fallback(route, from, to, reason),
       retry: (upstream) => metrics?.retry(upstream),
-      ejected: (upstream) => metrics?.ejected(upstream),
+      ejected: (upstream) => {
+        this.ejections.set(upstream, (this.ejections.get(upstream) ?? 0) + 1);
+        metrics?.ejected(upstream);
+      },
     };
     this.deps = {
       log: this.log,
-      events: { breakerChanged: (upstream, _from, to) => metrics?.breakerChanged(upstream, to) },
+      events: {
+        breakerChanged: (upstream, from, to) => {
+          this.breakerTransitions.push({ at: new Date().toISOString(), upstream, from, to });
+          if (this.breakerTransitions.length > TRANSITIONS_KEPT) this.breakerTransitions.shift();
+          metrics?.breakerChanged(upstream, to);
+        },
+      },
       onResponse: onUpstreamResponse,
       shadowEvents: {
         outcome: (route, outcome) => metrics?.shadowOutcome(route, outcome),
@@ -116,6 +139,7 @@ export class Gateway implements PipelineHost, AdminControl {
           : undefined,
     };
     this.table = activate(loaded, this.deps);
+    this.tableServed(loaded);
     this.metrics?.activeVersion(loaded.version);
     const s = loaded.config.server;
     this.server = createServer({
@@ -174,7 +198,7 @@ export class Gateway implements PipelineHost, AdminControl {
   private watch(): void {
     const r = this.table.config.reload;
     if (!r.watch) return;
-    this.watcher = new TableWatcher(this.options.configPath, () => void this.reload('file change'), r.debounceMs, r.pollIntervalMs);
+    this.watcher = new TableWatcher(this.options.configPath, () => void this.reload('watch'), r.debounceMs, r.pollIntervalMs);
     this.watcher.start();
   }
 
@@ -187,11 +211,132 @@ export class Gateway implements PipelineHost, AdminControl {
    * (each request keeps the table it started with); an invalid one changes
    * nothing but the reported error. Never throws.
    */
-  reload(trigger: string): Promise<ReloadOutcome> {
-    // One reload at a time, in the order they were asked for.
-    const next = this.reloads.then(() => this.reloadNow(trigger));
-    this.reloads = next.catch(() => undefined);
+  reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
+    return this.serially(async () => this.remember(trigger, await this.reloadNow(trigger)));
+  }
+
+  /** One reload or console edit at a time, in the order they were asked for. */
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.reloadQueue.then(work);
+    this.reloadQueue = next.catch(() => undefined);
     return next;
+  }
+
+  /** Keeps a reload attempt in the history (GET /reloads). */
+  private remember(trigger: ReloadTrigger, outcome: ReloadOutcome, by?: string): ReloadOutcome {
+    this.reloadHistory.push({
+      at: new Date().toISOString(),
+      trigger,
+      ...(by === undefined ? {} : { by }),
+      outcome: outcome.outcome,
+      version: outcome.version,
+      ...(outcome.outcome === 'applied' ? { previousVersion: outcome.previousVersion, changes: outcome.changes, durationMs: outcome.durationMs } : {}),
+      ...(outcome.outcome === 'failed' ? { problems: outcome.problems.map(formatProblem) } : {}),
+    });
+    if (this.reloadHistory.length > RELOADS_KEPT) this.reloadHistory.shift();
+    return outcome;
+  }
+
+  reloads(): ReloadRecord[] {
+    return [...this.reloadHistory].reverse();
+  }
+
+  /** A table was swapped in: the migration counts follow its settings, its text is kept for edit conflicts. */
+  private tableServed(loaded: LoadedTable): void {
+    this.recentTexts.set(loaded.version, loaded.text);
+    if (this.recentTexts.size > TEXTS_KEPT) this.recentTexts.delete(this.recentTexts.keys().next().value as string);
+    const m = loaded.config.migration;
+    if (loaded.config.admin === undefined || !m.count) {
+      this.migration = undefined;
+      return;
+    }
+    const settings = { legacy: this.table.legacy, templates: m.templates };
+    if (this.migration === undefined || this.migration.inventorySize !== m.inventorySize) this.migration = new MigrationInsight(settings, m.inventorySize);
+    else this.migration.configure(settings);
+  }
+
+  private migrationCounts(): MigrationCounts | undefined {
+    const m = this.migration;
+    if (m === undefined) return undefined;
+    return { bySide: m.bySide, legacyTotal: m.inventory.total, templates: m.inventory.sorted() };
+  }
+
+  /** The migration report with each route's place in the table (GET /migration); undefined when not counting. */
+  migrationReport(): Record<string, unknown> | undefined {
+    const m = this.migration;
+    if (m === undefined) return undefined;
+    const report = m.report();
+    const legacy = new Set(this.table.legacy);
+    const canaries = this.table.canaries;
+    const shadows = this.table.shadows;
+    const routes = this.table.config.routes.map((r) => {
+      const canary = canaries.get(r.name);
+      const shadow = shadows.get(r.name)?.describe();
+      const traffic = report.routes[r.name];
+      return {
+        route: r.name,
+        path: r.path,
+        upstream: r.upstream,
+        side: legacy.has(r.upstream) ? 'legacy' : 'new',
+        canary: canary === undefined ? null : { upstream: canary.config.upstream, side: legacy.has(canary.config.upstream) ? 'legacy' : 'new', percent: canary.effectivePercent(), rolledBack: canary.rolledBack !== undefined },
+        shadow: shadow === undefined ? null : { upstream: shadow.shadow, mismatchPercent: (shadow.window as { mismatchPercent: number | null }).mismatchPercent, compared: (shadow.window as { compared: number }).compared },
+        breakers: [...new Set([r.upstream, ...(r.canary ? [r.canary.upstream] : []), ...(r.fallback ? [r.fallback] : [])])].map((u) => ({ upstream: u, state: this.table.upstreams.get(u)?.breaker.state ?? 'unknown' })),
+        ...(traffic ?? { now: null, last24h: null, users: null, p95Ms: null }),
+      };
+    });
+    return { version: this.table.version, ...report, routes };
+  }
+
+  inventory(): ReturnType<MigrationInsight['inventoryReport']> | undefined {
+    return this.migration?.inventoryReport();
+  }
+
+  /** The route table as the console shows it: the served text with literal secrets masked. */
+  async tableText(): Promise<{ version: string; file: string; allowEdit: boolean; text: string }> {
+    const loaded = this.loaded;
+    return { version: loaded.version, file: this.options.configPath, allowEdit: this.table.config.admin?.allowEdit === true, text: await this.loader.maskSecrets(loaded.text) };
+  }
+
+  /** Validates an edit (its masked secrets put back from the served text) and summarises its changes. */
+  async checkEdit(text: string): Promise<CandidateCheck> {
+    const restored = await this.loader.restoreSecrets(text, this.loaded.text, '<edit>');
+    if (!restored.ok) return { valid: false, problems: restored.problems };
+    return this.checkCandidate(restored.text);
+  }
+
+  /**
+   * Saves a console edit to the route table file and reloads it. Refused when
+   * the edit is based on another version than the one served, or the file
+   * changed on disk since it was loaded (the answer says what changed).
+   */
+  applyEdit(text: string, baseVersion: string, by: string): Promise<EditOutcome> {
+    return this.serially(() => this.applyEditNow(text, baseVersion, by));
+  }
+
+  private async applyEditNow(text: string, baseVersion: string, by: string): Promise<EditOutcome> {
+    const admin = this.table.config.admin;
+    if (admin?.allowEdit !== true) return { outcome: 'read-only' };
+    const file = this.options.configPath;
+    const current = this.loaded;
+    const onDisk = await readFile(file, 'utf8').catch(() => undefined);
+    if (baseVersion !== current.version || (onDisk !== undefined && onDisk !== current.text)) {
+      const theirs = onDisk ?? current.text;
+      const baseText = this.recentTexts.get(baseVersion);
+      let changes: string[] = [];
+      if (baseText !== undefined) {
+        const diff = await this.loader.text(theirs, file, { version: baseVersion, source: file, text: baseText, config: current.config });
+        changes = diff.ok ? (diff.changes ?? []) : ['the file on disk is not a valid route table now'];
+      }
+      return { outcome: 'conflict', version: onDisk !== undefined && onDisk !== current.text ? versionOf(onDisk) : current.version, changes, knownBase: baseText !== undefined };
+    }
+    const restored = await this.loader.restoreSecrets(text, current.text, file);
+    if (!restored.ok) return { outcome: 'invalid', problems: restored.problems };
+    const candidate = await this.loader.text(restored.text, file, current);
+    if (!candidate.ok) return { outcome: 'invalid', problems: candidate.problems };
+    const { historyFile } = await saveTableFile(file, restored.text, admin.historySize);
+    const result = this.remember('console', await this.reloadNow('console'), by);
+    if (result.outcome === 'applied') this.log.info({ by, version: result.version, previousVersion: result.previousVersion, changes: result.changes, history: historyFile }, `route table edited in the console by ${by}`);
+    return { outcome: 'saved', reload: result };
   }
 
   private async reloadNow(trigger: string): Promise<ReloadOutcome> {
@@ -221,6 +366,7 @@ export class Gateway implements PipelineHost, AdminControl {
     const changes = result.changes ?? [];
     this.table = next;
     this.loaded = result.table;
+    this.tableServed(result.table);
     this.metrics?.tableChanged();
     this.metrics?.activeVersion(next.version);
     this.metrics?.reload('applied');
@@ -267,7 +413,11 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 
   upstreamStates(): Array<Record<string, unknown>> {
-    return [...this.table.upstreams.values()].map((u) => u.describe());
+    return [...this.table.upstreams.values()].map((u) => ({ ...u.describe(), ejections: this.ejections.get(u.name) ?? 0 }));
+  }
+
+  breakerHistory(): Array<{ at: string; upstream: string; from: string; to: string }> {
+    return [...this.breakerTransitions].reverse();
   }
 
   private listen(): Promise<void> {
@@ -358,6 +508,28 @@ export class Gateway implements PipelineHost, AdminControl {
     clearTimeout(settleTimer);
     this.loggers.close();
   }
+}
+
+/** Reload attempts kept for GET /reloads. */
+const RELOADS_KEPT = 50;
+/** Breaker state changes kept for GET /upstreams. */
+const TRANSITIONS_KEPT = 100;
+/** Served versions whose text is kept, to tell a console edit based on one of them what changed since. */
+const TEXTS_KEPT = 20;
+
+export type ReloadTrigger = 'watch' | 'SIGHUP' | 'api' | 'console';
+
+export interface ReloadRecord {
+  at: string;
+  trigger: ReloadTrigger;
+  /** Who asked (console edits): the admin token's name. */
+  by?: string;
+  outcome: ReloadOutcome['outcome'];
+  version: string;
+  previousVersion?: string;
+  changes?: string[];
+  durationMs?: number;
+  problems?: string[];
 }
 
 function loadMetrics(): typeof import('./observability/metrics') {

@@ -30,6 +30,15 @@ export interface ActiveTable {
   readonly canaries: ReadonlyMap<string, CanaryState>;
   /** Parallel runs per route name (routes with a `shadow`). */
   readonly shadows: ReadonlyMap<string, ShadowRoute>;
+  /** Upstreams that count as the old system in the migration report. */
+  readonly legacy: readonly string[];
+}
+
+/** `migration.legacy`, or by default the upstream of the route whose path is `/` (the catch-all is the monolith). */
+export function legacyUpstreams(config: RouteTableConfig): string[] {
+  if (config.migration.legacy !== undefined) return [...config.migration.legacy];
+  const root = config.routes.find((r) => r.path === '/' && r.host === undefined) ?? config.routes.find((r) => r.path === '/');
+  return root === undefined ? [] : [root.upstream];
 }
 
 export interface TableDeps {
@@ -102,6 +111,7 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     auth,
     canaries,
     shadows,
+    legacy: legacyUpstreams(config),
   });
 }
 

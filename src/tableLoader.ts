@@ -4,10 +4,10 @@ import { Worker } from 'node:worker_threads';
 import type { LoadedTable } from './config/load';
 import type { ConfigProblem } from './config/problem';
 import type { RouteConfig } from './config/schema';
-import type { LoadRequest, LoadResponse, NextChunk } from './reloadWorker';
+import type { LoadRequest, LoadResponse, NextChunk, SecretsRequest, SecretsResponse } from './reloadWorker';
 
-/** A worker's answer to a load, once any route parts are in. */
-type FinalResponse = Exclude<LoadResponse, { kind: 'routes' }>;
+/** A worker's answer to a load, once any route parts are in (or to a secrets request). */
+type FinalResponse = Exclude<LoadResponse, { kind: 'routes' }> | SecretsResponse;
 
 export type LoadOutcome = { ok: false; problems: ConfigProblem[] } | { ok: true; table: LoadedTable; changes: string[] | undefined };
 
@@ -44,6 +44,33 @@ export class TableLoader {
     return this.ask({ kind: 'text', file: name, text: yaml }, active);
   }
 
+  /** Literal secrets of a table's text shown as "***" (the console's editor). */
+  async maskSecrets(text: string): Promise<string> {
+    const r = await this.secrets({ kind: 'mask', text, file: '' });
+    return r.ok ? r.text : text;
+  }
+
+  /** An edit's "***" secrets put back from the saved text. */
+  restoreSecrets(text: string, original: string, file: string): Promise<{ ok: true; text: string } | { ok: false; problems: ConfigProblem[] }> {
+    return this.secrets({ kind: 'restore', text, original, file });
+  }
+
+  private async secrets(req: Omit<SecretsRequest, 'id'>): Promise<SecretsResponse> {
+    const worker = this.start();
+    if (worker !== undefined) {
+      const id = this.nextId++;
+      const response = await new Promise<FinalResponse | undefined>((resolve) => {
+        this.pending.set(id, { worker, resolve });
+        worker.postMessage({ ...req, id } satisfies SecretsRequest);
+      });
+      // The answer to this id is the secrets answer (ids are never reused).
+      if (response !== undefined) return response as SecretsResponse;
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { secrets } = require('./reloadWorker') as typeof import('./reloadWorker');
+    return secrets({ ...req, id: 0 });
+  }
+
   private start(): Worker | undefined {
     if (this.worker !== undefined || this.closed || !existsSync(this.file)) return this.worker;
     try {
@@ -62,7 +89,7 @@ export class TableLoader {
         const parts = this.parts.get(r.id);
         this.parts.delete(r.id);
         let answer: FinalResponse | undefined = r;
-        if (r.ok && r.chunked !== undefined) {
+        if (r.ok && 'chunked' in r && r.chunked !== undefined) {
           // Every route must have arrived; anything else fails this load (it is then parsed here), never a partial table.
           if (parts === undefined || parts.length !== r.chunked) answer = undefined;
           else r.table.config.routes = parts;
@@ -98,8 +125,9 @@ export class TableLoader {
         worker.postMessage({ ...req, id, env: this.env, active: activeRef } satisfies LoadRequest);
       });
       if (response !== undefined) {
+        const r = response as Exclude<LoadResponse, { kind: 'routes' }>;
         // Not deep-frozen here: freezing 10,000 routes would cost the event loop what the worker saved.
-        return response.ok ? { ok: true, table: response.table, changes: response.changes } : { ok: false, problems: response.problems };
+        return r.ok ? { ok: true, table: r.table, changes: r.changes } : { ok: false, problems: r.problems };
       }
     }
     return this.loadHere(req, active);

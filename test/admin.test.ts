@@ -257,7 +257,7 @@ ${extraRoutes}`;
       expect(f.problems).toEqual([expect.objectContaining({ line: 9, col: 50, message: expect.stringContaining('unknown upstream "nowhere"') })]);
       expect((await send(gw.port, '/api/orders/1')).body).toBe('orders');
       const routes = json(await admin(gw, '/routes', { headers: AUTH }));
-      expect(routes.lastReloadError).toMatchObject({ trigger: 'admin', problems: [expect.objectContaining({ line: 9, col: 50 })] });
+      expect(routes.lastReloadError).toMatchObject({ trigger: 'api', problems: [expect.objectContaining({ line: 9, col: 50 })] });
 
       // Rotating the token: the new one works at once, the old one no longer does.
       writeFileSync(gw.configPath, tableText('', 'rotated-token-value'));
@@ -277,17 +277,17 @@ ${extraRoutes}`;
     // The listener keeps its address until a restart, so it keeps requiring a token too.
     try {
       writeFileSync(gw.configPath, tableText().replace(/^admin: .*$/m, 'admin: { port: 0, host: 127.0.0.1, maxBodyBytes: 1024 }'));
-      expect((await gw.gw.reload('test')).outcome).toBe('applied');
+      expect((await gw.gw.reload('api')).outcome).toBe('applied');
       expect((await admin(gw, '/routes')).status).toBe(401);
       expect((await admin(gw, '/reload', { method: 'POST' })).status).toBe(401);
       expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
       writeFileSync(gw.configPath, tableText().replace(/^admin: .*$/m, ''));
-      expect((await gw.gw.reload('test')).outcome).toBe('applied');
+      expect((await gw.gw.reload('api')).outcome).toBe('applied');
       expect((await admin(gw, '/routes')).status).toBe(401);
       expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
     } finally {
       writeFileSync(gw.configPath, tableText());
-      await gw.gw.reload('test');
+      await gw.gw.reload('api');
     }
     expect((await admin(gw, '/routes')).status).toBe(401);
     expect((await admin(gw, '/routes', { headers: AUTH })).status).toBe(200);
@@ -320,7 +320,7 @@ routes: [ { name: all, path: /, upstream: slow } ]
   test('no token ever reaches the logs', async () => {
     // Everything above ran against this gateway: failed auth, validation, reloads, rotation.
     await admin(gw, '/routes', { headers: { authorization: `Bearer ${TOKEN}-wrong` } });
-    await gw.gw.reload('log check');
+    await gw.gw.reload('api');
     const text = gw.logs.text();
     expect(text.length).toBeGreaterThan(0);
     expect(text).toContain('admin API listening');
@@ -503,12 +503,12 @@ routes: [ { name: all, path: /, upstream: slow } ]
   test('reload outcomes are counted and the version label follows the table', async () => {
     const count = (samples: Sample[], outcome: string) => find(samples, 'strangler_config_reloads_total', { outcome })[0]!.value;
     const before = (await scrape()).samples;
-    expect((await gw.gw.reload('test')).outcome).toBe('unchanged');
+    expect((await gw.gw.reload('api')).outcome).toBe('unchanged');
     const original = readFileSync(gw.configPath, 'utf8');
     writeFileSync(gw.configPath, original.replace('upstream: dead', 'upstream: nowhere'));
-    expect((await gw.gw.reload('test')).outcome).toBe('failed');
+    expect((await gw.gw.reload('api')).outcome).toBe('failed');
     writeFileSync(gw.configPath, original.replace('timeoutMs: 2000', 'timeoutMs: 3000'));
-    expect((await gw.gw.reload('test')).outcome).toBe('applied');
+    expect((await gw.gw.reload('api')).outcome).toBe('applied');
     const after = (await scrape()).samples;
     expect(count(after, 'unchanged') - count(before, 'unchanged')).toBe(1);
     expect(count(after, 'failed') - count(before, 'failed')).toBe(1);

@@ -110,7 +110,7 @@ routes:
       await eventually(async () => (await routesOf(gw)).lastReloadError === null, 2000);
       const applied = gw.logs.lines.filter((l) => l.msg === 'route table applied: /api/orders: monolith -> orders; route added: orders (/api/orders -> orders)');
       expect(applied).toHaveLength(1);
-      expect(applied[0]).toMatchObject({ trigger: 'file change', previousVersion: version });
+      expect(applied[0]).toMatchObject({ trigger: 'watch', previousVersion: version });
     } finally {
       await gw.stop();
     }
@@ -137,7 +137,7 @@ routes:
       writeFileSync(gw.configPath, after());
       await sleep(400);
       expect(await servedBy(gw, '/api/orders/1')).toBe('monolith');
-      expect((await gw.gw.reload('test')).outcome).toBe('applied');
+      expect((await gw.gw.reload('api')).outcome).toBe('applied');
       expect(await servedBy(gw, '/api/orders/1')).toBe('orders');
     } finally {
       await gw.stop();
@@ -186,7 +186,7 @@ ${extra}`;
 
       const routes = await routesOf(gw);
       expect(routes.version).toBe(version);
-      expect(routes.lastReloadError.trigger).toBe('file change');
+      expect(routes.lastReloadError.trigger).toBe('watch');
       expect(routes.lastReloadError.problems[0]).toMatchObject({ line: where.line, col: where.col });
       expect(routes.lastReloadError.problems[0].message).toMatch(where.message);
       expect(routes.lastReloadError.problems[0].text).toBe(`${gw.configPath}:${where.line}:${where.col} ${routes.lastReloadError.problems[0].message}`);
@@ -266,7 +266,7 @@ upstreams: { new: { url: ${fresh.url} } }
 routes: [ { name: api, path: /api, upstream: new } ]
 `,
     );
-    const outcome = await gw.gw.reload('test');
+    const outcome = await gw.gw.reload('api');
     expect(outcome).toMatchObject({ outcome: 'applied', changes: expect.arrayContaining(['/api: old -> new']) });
     const next = await send(gw.port, '/api/fast');
     expect(next).toMatchObject({ status: 200, body: 'new' });
@@ -325,7 +325,7 @@ routes: [ { name: all, path: /, upstream: ${name} } ]
     const reloading = (async () => {
       for (let i = 0; i < RELOADS && Date.now() < deadline; i++) {
         writeFileSync(gw.configPath, tables[i % 2]!);
-        const o = (await gw.gw.reload('test')).outcome;
+        const o = (await gw.gw.reload('api')).outcome;
         outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
         reloadsDone++;
         await sleep(i % 10 === 0 ? 5 : 1);
@@ -414,21 +414,21 @@ ${routes}`;
 
     // Unrelated route edit: the keep-alive connection to `keep` is reused.
     writeFileSync(gw.configPath, table('  - { name: side, path: /side, upstream: other }\n  - { name: extra, path: /extra, upstream: other }\n'));
-    expect((await gw.gw.reload('test')).outcome).toBe('applied');
+    expect((await gw.gw.reload('api')).outcome).toBe('applied');
     expect((await send(gw.port, '/y')).body).toBe(first);
     expect(keep.open.size).toBe(1);
     expect((await upstreams()).find((u) => u.name === 'keep')!.openConnections).toBe(1);
 
     // `other` leaves the table: its pooled connection is closed, and it is no longer listed.
     writeFileSync(gw.configPath, table('', `keep: { url: ${keep.url} }`));
-    expect(await gw.gw.reload('test')).toMatchObject({ outcome: 'applied', changes: expect.arrayContaining(['upstream removed: other']) });
+    expect(await gw.gw.reload('api')).toMatchObject({ outcome: 'applied', changes: expect.arrayContaining(['upstream removed: other']) });
     await until(() => other.open.size === 0, 2000);
     expect((await upstreams()).map((u) => u.name)).toEqual(['keep']);
     expect((await send(gw.port, '/z')).body).toBe(first);
 
     // `keep` changes a setting: a new pool (new connection), and the old pool's idle connection is closed.
     writeFileSync(gw.configPath, table('', `keep: { url: ${keep.url}, timeoutMs: 7000 }`));
-    expect((await gw.gw.reload('test')).outcome).toBe('applied');
+    expect((await gw.gw.reload('api')).outcome).toBe('applied');
     const second = (await send(gw.port, '/w')).body;
     expect(second).toMatch(/^keep:\d+$/);
     expect(second).not.toBe(first);
@@ -491,7 +491,7 @@ describe('large tables', () => {
       expect((await send(gw.port, '/p2500')).status).toBe(404);
 
       writeFileSync(gw.configPath, table(up.url, 3200, 'b'));
-      const outcome = await gw.gw.reload('test');
+      const outcome = await gw.gw.reload('api');
       expect(outcome).toMatchObject({ outcome: 'applied', changes: expect.arrayContaining([expect.stringContaining('r3199')]) });
       expect(gw.gw.table.matcher.routes).toHaveLength(3201);
       expect(gw.gw.table.matcher.routes.map((r) => r.name).slice(-3)).toEqual(['r3198', 'r3199', 'marker']);

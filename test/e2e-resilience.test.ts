@@ -98,7 +98,7 @@ ${extraRoute}`;
   test('state survives an unrelated reload, resets when the upstream settings change; visible in admin and metrics', async () => {
     // A circuit that stays open for the whole test: a reload on a loaded machine can take longer than 400 ms.
     writeFileSync(gw.configPath, table(3000, '', 60_000));
-    expect((await gw.gw.reload('test')).outcome).toBe('applied');
+    expect((await gw.gw.reload('api')).outcome).toBe('applied');
     users.mode = '500';
     for (let i = 0; i < 4; i++) await send(gw.port, '/api/users');
     const before = json(await send(gw.gw.adminPort!, '/upstreams')).upstreams[0];
@@ -107,11 +107,11 @@ ${extraRoute}`;
     expect((await metric(gw, 'strangler_breaker_transitions_total{upstream="users",to="open"}'))[0]).toMatch(/ 1$/);
 
     writeFileSync(gw.configPath, table(3000, '  - { name: other, path: /other, upstream: users }', 60_000));
-    expect((await gw.gw.reload('test')).outcome).toBe('applied');
+    expect((await gw.gw.reload('api')).outcome).toBe('applied');
     expect((await send(gw.port, '/api/users')).status).toBe(503);
 
     writeFileSync(gw.configPath, table(2999, '', 60_000));
-    expect((await gw.gw.reload('test')).outcome).toBe('applied');
+    expect((await gw.gw.reload('api')).outcome).toBe('applied');
     users.mode = 'ok';
     expect((await send(gw.port, '/api/users')).status).toBe(200);
     expect(json(await send(gw.gw.adminPort!, '/upstreams')).upstreams[0].breaker.state).toBe('closed');

@@ -3,9 +3,12 @@ import type { IncomingMessage } from 'node:http';
 import Koa from 'koa';
 import Router from 'koa-router';
 import { formatProblem, type ConfigProblem } from '../config/problem';
+import { SECRET_KEY } from '../config/secretKeys';
 import type { RouteTableConfig } from '../config/schema';
 import type { GatewayMetrics } from '../observability/metrics';
 import type { ActiveTable } from '../table';
+import type { InventoryReport } from '../migration/insight';
+import { serveConsole } from './console';
 
 export interface ReloadError {
   at: string;
@@ -17,6 +20,12 @@ export type ReloadOutcome =
   | { outcome: 'applied'; version: string; previousVersion: string; changes: string[]; durationMs: number }
   | { outcome: 'unchanged'; version: string }
   | { outcome: 'failed'; version: string; problems: ConfigProblem[] };
+
+export type EditOutcome =
+  | { outcome: 'read-only' }
+  | { outcome: 'conflict'; version: string; changes: string[]; knownBase: boolean }
+  | { outcome: 'invalid'; problems: ConfigProblem[] }
+  | { outcome: 'saved'; reload: ReloadOutcome };
 
 export type CandidateCheck = { valid: true; version: string; changes: string[] } | { valid: false; problems: ConfigProblem[] };
 
@@ -30,6 +39,8 @@ export interface AdminControl {
   reload(trigger: string): Promise<ReloadOutcome>;
   checkCandidate(yaml: string): Promise<CandidateCheck>;
   upstreamStates(): Array<Record<string, unknown>>;
+  /** Breaker state changes, newest first. */
+  breakerHistory(): Array<{ at: string; upstream: string; from: string; to: string }>;
   canaryStates(): Array<Record<string, unknown>>;
   /** false when the route has no canary. */
   resetCanary(route: string): boolean;
@@ -37,13 +48,18 @@ export interface AdminControl {
   /** undefined when the route has no shadow. */
   shadowSamples(route: string): unknown[] | undefined;
   resetShadow(route: string): boolean;
+  /** undefined when the migration is not counted (migration.count: false). */
+  migrationReport(): Record<string, unknown> | undefined;
+  inventory(): InventoryReport | undefined;
+  reloads(): unknown[];
+  tableText(): Promise<{ version: string; file: string; allowEdit: boolean; text: string }>;
+  checkEdit(yaml: string): Promise<CandidateCheck>;
+  applyEdit(yaml: string, baseVersion: string, by: string): Promise<EditOutcome>;
 }
-
-const SECRET_KEYS = /^(token|secret|password|passphrase|apikey|api_key|privatekey|private_key|clientsecret|client_secret)$/i;
 
 /** A copy of the table with every secret-named value shown as `***`. */
 export function redactConfig(config: RouteTableConfig): unknown {
-  return JSON.parse(JSON.stringify(config), (key, value: unknown) => (SECRET_KEYS.test(key) && value !== undefined && value !== null ? '***' : value));
+  return JSON.parse(JSON.stringify(config), (key, value: unknown) => (SECRET_KEY.test(key) && value !== undefined && value !== null ? '***' : value));
 }
 
 function problemsJson(problems: ConfigProblem[]) {
@@ -107,6 +123,31 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
       reject(err);
     });
   });
+}
+
+async function yamlBody(ctx: Koa.Context, control: AdminControl): Promise<string> {
+  if (!/^(application|text)\/(x-)?yaml\s*(;|$)/i.test(ctx.get('content-type'))) throw new HttpError(415, 'YAML_REQUIRED', 'send the route table as Content-Type: application/yaml');
+  return readBody(ctx.req, control.table.config.admin?.maxBodyBytes ?? 4 * 1024 * 1024);
+}
+
+/** Who made a change, for the log: the admin token's fingerprint, or the loopback address when no token is set. */
+function whoIs(ctx: Koa.Context, control: AdminControl): string {
+  const token = control.table.config.admin?.token;
+  if (token === undefined) return `loopback ${ctx.req.socket.remoteAddress ?? ''}`.trim();
+  return `admin token ${createHash('sha256').update(token).digest('hex').slice(0, 8)} from ${ctx.req.socket.remoteAddress ?? 'unknown'}`;
+}
+
+/** RFC 4180: fields with a comma, quote or line break are quoted; a leading =, +, - or @ is prefixed so a spreadsheet does not run it. */
+function csvField(v: string | number | null): string {
+  let s = v === null ? '' : String(v);
+  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function inventoryCsv(inv: InventoryReport): string {
+  const head = ['method', 'template', 'route', 'count', 'max_overcount', 'share_percent', 'last_seen', '1xx', '2xx', '3xx', '4xx', '5xx', 'p95_ms'];
+  const rows = inv.templates.map((t) => [t.method, t.template, t.route, t.count, t.maxOvercount, t.share, t.lastSeen, t.statuses['1xx']!, t.statuses['2xx']!, t.statuses['3xx']!, t.statuses['4xx']!, t.statuses['5xx']!, t.p95Ms]);
+  return [head, ...rows].map((r) => r.map(csvField).join(',')).join('\r\n') + '\r\n';
 }
 
 function sameToken(given: string, expected: string): boolean {
@@ -184,13 +225,13 @@ export function createAdminApp(control: AdminControl): Koa {
   });
 
   router.post('/reload', requireToken, async (ctx) => {
-    const result = await control.reload('admin');
+    const result = await control.reload('api');
     ctx.status = result.outcome === 'failed' ? 422 : 200;
     ctx.body = result.outcome === 'failed' ? { ...result, problems: problemsJson(result.problems) } : result;
   });
 
   router.get('/upstreams', requireToken, (ctx) => {
-    ctx.body = { version: control.table.version, upstreams: control.upstreamStates() };
+    ctx.body = { version: control.table.version, upstreams: control.upstreamStates(), breakerHistory: control.breakerHistory() };
   });
 
   router.get('/canaries', requireToken, (ctx) => {
@@ -219,6 +260,66 @@ export function createAdminApp(control: AdminControl): Koa {
     if (!control.resetShadow(route)) throw new HttpError(404, 'NO_SHADOW', `route "${route}" has no shadow`);
     ctx.body = { reset: route, shadow: control.shadowStates().find((s) => s.route === route) };
   });
+
+  router.get('/migration', requireToken, (ctx) => {
+    const report = control.migrationReport();
+    if (report === undefined) throw new HttpError(404, 'NOT_COUNTING', 'the migration is not counted (migration.count is false)');
+    ctx.body = report;
+  });
+
+  router.get('/migration/inventory', requireToken, (ctx) => {
+    const inv = control.inventory();
+    if (inv === undefined) throw new HttpError(404, 'NOT_COUNTING', 'the migration is not counted (migration.count is false)');
+    ctx.body = inv;
+  });
+
+  router.get('/migration/inventory.csv', requireToken, (ctx) => {
+    const inv = control.inventory();
+    if (inv === undefined) throw new HttpError(404, 'NOT_COUNTING', 'the migration is not counted (migration.count is false)');
+    ctx.type = 'text/csv; charset=utf-8';
+    ctx.set('Content-Disposition', 'attachment; filename="legacy-inventory.csv"');
+    ctx.body = inventoryCsv(inv);
+  });
+
+  router.get('/reloads', requireToken, (ctx) => {
+    ctx.body = { version: control.table.version, reloads: control.reloads() };
+  });
+
+  router.get('/table', requireToken, async (ctx) => {
+    ctx.body = await control.tableText();
+  });
+
+  // The console's editor: YAML bodies only, so a cross-site form post (which cannot send this type) never reaches them.
+  router.post('/table/check', requireToken, async (ctx) => {
+    const body = await yamlBody(ctx, control);
+    const result = await control.checkEdit(body);
+    ctx.status = result.valid ? 200 : 422;
+    ctx.body = result.valid ? result : { valid: false, problems: problemsJson(result.problems) };
+  });
+
+  router.put('/table', requireToken, async (ctx) => {
+    const base = ctx.get('if-match').replace(/^"|"$/g, '');
+    if (base === '') throw new HttpError(428, 'VERSION_REQUIRED', 'send If-Match: <the version the edit is based on>');
+    const body = await yamlBody(ctx, control);
+    const result = await control.applyEdit(body, base, whoIs(ctx, control));
+    switch (result.outcome) {
+      case 'read-only':
+        throw new HttpError(403, 'READ_ONLY', 'editing the route table is off (admin.allowEdit is false)');
+      case 'conflict':
+        ctx.status = 409;
+        ctx.body = { error: { code: 'STALE_EDIT', message: `the route table changed since version ${base}: reload it and edit again` }, version: result.version, changes: result.changes, knownBase: result.knownBase };
+        return;
+      case 'invalid':
+        ctx.status = 422;
+        ctx.body = { valid: false, problems: problemsJson(result.problems) };
+        return;
+      default:
+        ctx.status = result.reload.outcome === 'failed' ? 422 : 200;
+        ctx.body = result.reload.outcome === 'failed' ? { ...result.reload, problems: problemsJson(result.reload.problems) } : result.reload;
+    }
+  });
+
+  serveConsole(router);
 
   router.get('/metrics', requireToken, async (ctx) => {
     const metrics = control.metrics;

@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Document, isMap, isNode, isPair, isScalar, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { LogSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, UpstreamSchema, type RouteTableConfig } from './schema';
+import { LogSchema, MigrationSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, UpstreamSchema, type RouteTableConfig } from './schema';
 import { checkSemantics } from './semantics';
 
 import { formatProblem, type ConfigProblem } from './problem';
@@ -141,9 +140,9 @@ function formatPath(path: readonly PathKey[]): string {
   return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
 }
 
-export function versionOf(source: string): string {
-  return createHash('sha256').update(source).digest('hex').slice(0, 12);
-}
+import { versionOf } from './version';
+
+export { versionOf };
 
 /** Parses and checks a route table's text. Every problem is reported, not just the first. */
 export function loadTableText(source: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
@@ -210,6 +209,7 @@ function partialTable(raw: unknown): RouteTableConfig | undefined {
     routes: routes as RouteTableConfig['routes'],
     log: LogSchema.parse({}),
     reload: ReloadSchema.parse({}),
+    migration: MigrationSchema.safeParse((raw as { migration?: unknown }).migration ?? {}).data ?? MigrationSchema.parse({}),
   };
 }
 

@@ -275,6 +275,10 @@ export const AdminSchema = z.strictObject({
   token: z.string().min(1).optional(),
   /** Largest body accepted by POST /routes/validate. */
   maxBodyBytes: int(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
+  /** Let the console (PUT /table) save the route table file; read-only otherwise. */
+  allowEdit: bool.default(false),
+  /** Earlier versions of the route table file kept beside it (in `<file>.history/`) when the console saves it. */
+  historySize: int(1, 1000).default(20),
 });
 
 export const ReloadSchema = z.strictObject({
@@ -349,6 +353,17 @@ export const AuthSchema = z.strictObject({
   internalToken: InternalTokenSchema.default(() => InternalTokenSchema.parse({})),
 });
 
+export const MigrationSchema = z.strictObject({
+  /** Upstream names that count as the old system; default: the upstream of the route whose path is `/`. */
+  legacy: z.array(name).min(1).optional(),
+  /** Explicit path templates (`/reports/{name}/pdf`) for the legacy inventory, tried in order before the heuristics. */
+  templates: z.array(z.string().regex(/^\/[^\s?#]*$/, 'must be a path starting with /, with {name} placeholders')).default([]),
+  /** Count requests by side and keep the legacy inventory (needs the admin API). */
+  count: bool.default(true),
+  /** Path templates kept in the legacy inventory (the most requested ones). */
+  inventorySize: int(10, 100_000).default(1000),
+});
+
 export const RouteTableSchema = z.strictObject({
   auth: AuthSchema.optional(),
   server: ServerSchema.default(() => ServerSchema.parse({})),
@@ -357,6 +372,8 @@ export const RouteTableSchema = z.strictObject({
   log: LogSchema.default(() => LogSchema.parse({})),
   upstreams: z.record(name, UpstreamSchema).refine((u) => Object.keys(u).length > 0, 'declare at least one upstream'),
   routes: z.array(RouteSchema),
+  /** Which upstreams are the old system, for the migration report and the legacy inventory. */
+  migration: MigrationSchema.default(() => MigrationSchema.parse({})),
 });
 
 export type ServerConfig = z.infer<typeof ServerSchema>;
@@ -368,6 +385,7 @@ export type ReloadConfig = z.infer<typeof ReloadSchema>;
 export type AuthConfig = z.infer<typeof AuthSchema>;
 export type CanaryConfig = z.infer<typeof CanarySchema>;
 export type ShadowConfig = z.infer<typeof ShadowSchema>;
+export type MigrationConfig = z.infer<typeof MigrationSchema>;
 export type JwtConfig = z.infer<typeof JwtSchema>;
 export type ForwardAuthConfig = z.infer<typeof ForwardAuthSchema>;
 export type BreakerConfig = z.infer<typeof BreakerSchema>;

@@ -39,6 +39,9 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
   if (admin && admin.token === undefined && !isLoopback(admin.host)) {
     problems.push(map.problem(['admin', 'host'], `admin.host: "${admin.host}" is reachable from other machines, so admin.token is required`));
   }
+  (table.migration.legacy ?? []).forEach((u, i) => {
+    if (!upstreamNames.includes(u)) problems.push(map.problem(['migration', 'legacy', i], `migration.legacy: "${u}" is not a declared upstream (declared: ${upstreamNames.join(', ')})`));
+  });
   table.server.trustProxy.forEach((entry, i) => {
     if (!isIpOrCidr(entry)) problems.push(map.problem(['server', 'trustProxy', i], `server.trustProxy: "${entry}" is not an IP address or CIDR`));
   });

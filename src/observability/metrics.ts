@@ -12,6 +12,18 @@ interface SeriesByClass {
   duration: HistogramSeries[];
 }
 
+/** Template series of strangler_legacy_requests_total at most (the rest is `other`). */
+const MAX_TEMPLATE_SERIES = 200;
+
+/** What the migration counts expose to Prometheus. */
+export interface MigrationCounts {
+  bySide: { legacy: number; new: number };
+  /** Requests answered by legacy upstreams (the inventory's total). */
+  legacyTotal: number;
+  /** Most requested first. */
+  templates: ReadonlyArray<{ method: string; template: string; count: number }>;
+}
+
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
@@ -50,6 +62,7 @@ export class GatewayMetrics {
     inFlight: () => number,
     breakerStates: () => Array<{ upstream: string; state: 'closed' | 'open' | 'half-open' }>,
     canaryPercents: () => Array<{ route: string; percent: number; rolledBack: boolean }> = () => [],
+    migration: () => MigrationCounts | undefined = () => undefined,
   ) {
     const registers = [this.registry];
     this.requests = new FastCounter('strangler_requests_total', 'Requests answered, by route, upstream and status class', this.registry);
@@ -119,6 +132,36 @@ export class GatewayMetrics {
     this.shadowSkipped = new Counter({ name: 'strangler_shadow_skipped_total', help: 'Requests not copied or not compared, by route and reason', labelNames: ['route', 'reason'], registers });
     this.shadowDuration = new FastHistogram('strangler_shadow_duration_seconds', 'Whole answers of compared pairs, by route and side (primary, shadow)', DURATION_BUCKETS, this.registry);
     this.shadowFields = new Counter({ name: 'strangler_shadow_field_mismatch_total', help: 'Mismatches by route and differing field (50 fields per route, the rest as other)', labelNames: ['route', 'field'], registers });
+    // The migration's counts are kept by the gateway in fixed-size structures and read here when scraped.
+    new Counter({
+      name: 'strangler_requests_by_side_total',
+      help: 'Requests answered by a legacy upstream or a new one (migration.legacy), since start',
+      labelNames: ['side'],
+      registers,
+      collect() {
+        const m = migration();
+        this.reset();
+        this.inc({ side: 'legacy' }, m?.bySide.legacy ?? 0);
+        this.inc({ side: 'new' }, m?.bySide.new ?? 0);
+      },
+    });
+    new Counter({
+      name: 'strangler_legacy_requests_total',
+      help: `Requests answered by a legacy upstream, by method and path template (the ${MAX_TEMPLATE_SERIES} most requested; the rest as template="other")`,
+      labelNames: ['method', 'template'],
+      registers,
+      collect() {
+        const m = migration();
+        this.reset();
+        if (m === undefined) return;
+        let listed = 0;
+        for (const t of m.templates.slice(0, MAX_TEMPLATE_SERIES)) {
+          this.inc({ method: t.method, template: t.template }, t.count);
+          listed += t.count;
+        }
+        if (m.legacyTotal > listed) this.inc({ method: '*', template: 'other' }, m.legacyTotal - listed);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'strangler_' });
     for (const outcome of ['applied', 'unchanged', 'failed']) this.reloads.inc({ outcome }, 0);
   }
