@@ -1,4 +1,4 @@
-import { HyperLogLog, LATENCY_BUCKETS, latencyBucket, latencyQuantile, SpaceSaving, type Counted } from './sketches';
+import { hash32, HyperLogLog, LATENCY_BUCKETS, latencyBucket, latencyQuantile, SpaceSaving, type Counted } from './sketches';
 import { PathTemplater } from './templates';
 
 /**
@@ -17,6 +17,8 @@ const FIELDS = 3;
 const LEGACY = 0;
 const NEW = 1;
 const ERRORS = 2;
+/** Paths whose template is remembered at most (about 200 KB). */
+const TEMPLATE_CACHE = 2000;
 /** "Now" is the last five minutes (the current one still filling). */
 const NOW_MINUTES = 5;
 
@@ -72,7 +74,8 @@ class RouteTraffic {
   readonly latency = new Uint32Array(2 * LATENCY_BUCKETS);
   private latencyMinute = -1;
 
-  record(side: number, failed: boolean, ms: number, user: string | undefined, now: number): void {
+  /** `user`: the user id's hash32, or -1. */
+  record(side: number, failed: boolean, ms: number, user: number, now: number): void {
     let o = this.minutes.at(now);
     this.minutes.counts[o + side]!++;
     if (failed) this.minutes.counts[o + ERRORS]!++;
@@ -88,7 +91,7 @@ class RouteTraffic {
       this.latencyMinute = minute;
     }
     this.latency[latencyBucket(ms)]!++;
-    if (user !== undefined) {
+    if (user !== -1) {
       const hour = Math.floor(now / HOUR_MS);
       if (hour !== this.usersHour) {
         this.users[2]!.clear();
@@ -101,7 +104,7 @@ class RouteTraffic {
         this.users[1]!.clear();
         this.usersHour = hour;
       }
-      this.users[side]!.add(user);
+      this.users[side]!.addHash(user);
     }
   }
 
@@ -173,6 +176,8 @@ export class MigrationInsight {
   private templater = new PathTemplater();
   private readonly routes = new Map<string, RouteTraffic>();
   private readonly overall = new RouteTraffic();
+  /** Recent paths' templates and inventory keys by method. */
+  private readonly templated = new Map<string, { template: string; keys: Map<string, string> }>();
   /** Distinct users per side and hour, overall: HOURS × 2 sketches of 1 KiB. */
   private readonly hourlyUsers = Array.from({ length: HOURS * 2 }, () => new HyperLogLog(10));
   private readonly hourlyStamp = new Float64Array(HOURS).fill(-1);
@@ -192,6 +197,7 @@ export class MigrationInsight {
   configure(settings: MigrationSettings): void {
     this.legacy = new Set(settings.legacy);
     this.templater = new PathTemplater(settings.templates);
+    this.templated.clear();
   }
 
   isLegacy(upstream: string): boolean {
@@ -208,19 +214,31 @@ export class MigrationInsight {
       r = new RouteTraffic();
       this.routes.set(route, r);
     }
-    r.record(side, failed, ms, user, now);
-    this.overall.record(side, failed, ms, undefined, now);
-    if (user !== undefined) this.hourlyUser(side, user, now);
+    const userHash = user === undefined ? -1 : hash32(user);
+    r.record(side, failed, ms, userHash, now);
+    this.overall.record(side, failed, ms, -1, now);
+    if (userHash !== -1) this.hourlyUser(side, userHash, now);
     if (!legacy) {
       this.bySide.new++;
       return;
     }
     this.bySide.legacy++;
-    const template = this.templater.template(path);
-    const e = this.inventory.add(`${method} ${template}`);
+    // Paths repeat: their template and inventory key are remembered (a bounded cache, emptied when full).
+    let known = this.templated.get(path);
+    if (known === undefined) {
+      if (this.templated.size >= TEMPLATE_CACHE) this.templated.clear();
+      known = { template: this.templater.template(path), keys: new Map() };
+      this.templated.set(path, known);
+    }
+    let key = known.keys.get(method);
+    if (key === undefined) {
+      key = `${method} ${known.template}`;
+      known.keys.set(method, key);
+    }
+    const e = this.inventory.add(key);
     if (e.count === e.error + 1) {
       e.method = method;
-      e.template = template;
+      e.template = known.template;
     }
     e.route = route;
     e.lastSeen = now;
@@ -229,7 +247,7 @@ export class MigrationInsight {
     e.latency[latencyBucket(ms)]!++;
   }
 
-  private hourlyUser(side: number, user: string, now: number): void {
+  private hourlyUser(side: number, user: number, now: number): void {
     const hour = Math.floor(now / HOUR_MS);
     const slot = hour % HOURS;
     if (this.hourlyStamp[slot] !== hour) {
@@ -237,7 +255,7 @@ export class MigrationInsight {
       this.hourlyUsers[slot * 2]!.clear();
       this.hourlyUsers[slot * 2 + 1]!.clear();
     }
-    this.hourlyUsers[slot * 2 + side]!.add(user);
+    this.hourlyUsers[slot * 2 + side]!.addHash(user);
   }
 
   /** The overall share now, over 24 hours and per hour, and each route's counts. */

@@ -147,7 +147,11 @@ export class HyperLogLog {
   }
 
   add(value: string): void {
-    const h = hash32(value);
+    this.addHash(hash32(value));
+  }
+
+  /** Adds a value already hashed with hash32 (one hash serves several sketches). */
+  addHash(h: number): void {
     const index = h >>> (32 - this.p);
     // Rank of the first 1 bit in the remaining bits (1-based); all zero counts as the longest run.
     const rest = (h << this.p) >>> 0;
