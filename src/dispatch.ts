@@ -1,5 +1,6 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { sendError, type ErrorCode } from './core/errors';
+import { editResponseHeaders } from './routing/actions';
 import { hasRequestBody } from './core/requestShape';
 import { deadlines, type Deadline } from './core/deadlines';
 import { stateOf, type RequestState } from './core/state';
@@ -55,6 +56,9 @@ export class Exchange implements Deadline {
   private rejectAttempt: ((e: AttemptError) => void) | undefined = undefined;
   private responded = false;
   private finished = false;
+  /** A chunked body is counted against the route's maxBodyBytes; it passed it. */
+  private countingBody = false;
+  private tooLarge = false;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -72,7 +76,12 @@ export class Exchange implements Deadline {
   ) {
     this.upstream = primary;
     this.hasBody = hasRequestBody(req.headers);
-    this.deadline = state.startedAt + primary.config.timeoutMs;
+    this.deadline = state.startedAt + this.timeoutOf(primary);
+  }
+
+  /** The route's own timeoutMs, or the upstream's; a fallback keeps its own. */
+  private timeoutOf(up: Upstream): number {
+    return this.route.timeoutMs !== null && up !== this.fallback ? this.route.timeoutMs : up.config.timeoutMs;
   }
 
   start(): void {
@@ -94,7 +103,7 @@ export class Exchange implements Deadline {
       if (this.finished) return;
       this.body = Buffer.concat(chunks);
       // The client's upload time is the client's: the upstream's deadline starts now.
-      this.deadline = performanceNow() + this.upstream.config.timeoutMs;
+      this.deadline = performanceNow() + this.timeoutOf(this.upstream);
       this.tryUpstream(this.upstream, undefined);
     });
   }
@@ -135,13 +144,14 @@ export class Exchange implements Deadline {
       // Streamed while the client still sends: a slow client must not time the upstream out (nor open
       // its circuit). The deadline starts once the body is in; until then the client's own limit
       // (server.requestTimeoutMs) applies.
+      if (this.route.maxBodyBytes !== null && !this.countingBody) this.countBody(this.route.maxBodyBytes);
       if (!this.req.complete) {
         this.awaitingBody = true;
         // `on`: the request ends once, and `once` would allocate a wrapper per upload.
         this.req.on('end', onClientBodyEnd);
       }
     }
-    const remaining = this.isFallback ? up.config.timeoutMs : Math.min(up.config.timeoutMs, this.deadline - performanceNow());
+    const remaining = this.isFallback ? this.timeoutOf(up) : Math.min(this.timeoutOf(up), this.deadline - performanceNow());
     up.breaker.attempt(
       (resolve, reject) => {
         this.resolveAttempt = resolve;
@@ -153,14 +163,49 @@ export class Exchange implements Deadline {
     );
   }
 
+  /**
+   * A streamed body of unknown length (chunked) under a route's maxBodyBytes:
+   * once it passes the limit the upstream request is cut, the client gets
+   * `413` (the connection closed: the rest of its body is not read), and the
+   * upstream is not blamed for it.
+   */
+  private countBody(max: number): void {
+    this.countingBody = true;
+    let seen = 0;
+    this.req.on('data', (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > max && !this.finished) this.bodyTooLarge();
+    });
+  }
+
+  private bodyTooLarge(): void {
+    if (this.tooLarge) return;
+    this.tooLarge = true;
+    const state = this.state;
+    const proxyReq = state.proxyReq;
+    if (proxyReq !== undefined && !proxyReq.destroyed) proxyReq.destroy();
+    this.settleAttempt(new AttemptError('CLIENT_ABORT', false));
+    if (this.responded || state.settled) {
+      // The upstream answered already: the rest of the body must not reach it.
+      this.res.destroy();
+      return;
+    }
+    state.settled = true;
+    deadlines.disarm(this);
+    state.errorCode = 'PAYLOAD_TOO_LARGE';
+    state.shadow?.failed();
+    this.res.shouldKeepAlive = false;
+    sendError(this.res, 'PAYLOAD_TOO_LARGE', state.id);
+  }
+
   /** The client's streamed body has been read and passed on: the upstream's deadline starts now. */
   bodyReceived(): void {
     if (!this.awaitingBody) return;
     this.awaitingBody = false;
     if (this.responded || this.finished || this.resolveAttempt === undefined) return;
     // Re-armed: the upstream's time starts now.
-    this.deadline = performanceNow() + this.upstream.config.timeoutMs;
-    deadlines.arm(this, this.upstream.config.timeoutMs);
+    this.deadline = performanceNow() + this.timeoutOf(this.upstream);
+    deadlines.arm(this, this.timeoutOf(this.upstream));
   }
 
   /**
@@ -192,6 +237,7 @@ export class Exchange implements Deadline {
     if (prefix !== '') restorePrefix(headers, prefix, this.route.rewriteLocation, this.route.rewriteCookiePath, this.upstream.origins);
     if (this.isFallback) headers.push('X-Strangler-Fallback', this.upstream.name);
     if (state.extraResponseHeaders !== undefined) headers.push(...state.extraResponseHeaders);
+    if (this.route.responseHeaderEdits !== null) editResponseHeaders(headers, this.route.responseHeaderEdits, state);
     try {
       this.res.writeHead(status, proxyRes.statusMessage, headers);
     } catch (err) {
@@ -247,7 +293,7 @@ export class Exchange implements Deadline {
       // socket is full) or never got a socket is the upstream's delay: it times out as usual.
       const pr = state.proxyReq;
       if (pr !== undefined && pr.socket !== null && !pr.writableNeedDrain) {
-        deadlines.arm(this, this.upstream.config.timeoutMs);
+        deadlines.arm(this, this.timeoutOf(this.upstream));
         return;
       }
     }

@@ -15,7 +15,8 @@ import type { MigrationInsight } from './migration/insight';
 import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
 import { prepareUpstreamHeaders } from './proxy/headers';
 import { classifyError } from './proxy/upstream';
-import { canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, upstreamPathFor, type CompiledRoute } from './routing/compile';
+import { canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, routedTarget, upstreamPathFor, type CompiledRoute } from './routing/compile';
+import { answerByRoute, editRequestHeaders } from './routing/actions';
 import type { CanaryState } from './canary/state';
 import type { ActiveTable } from './table';
 
@@ -142,17 +143,17 @@ export function createPipeline(host: PipelineHost): Pipeline {
   }
 
   /** Normalise and match; an error code when the request cannot be routed. */
-  function route(req: IncomingMessage, state: RequestState, table: ActiveTable): CompiledRoute | ErrorCode {
+  function route(req: IncomingMessage, state: RequestState, table: ActiveTable, query: string): CompiledRoute | ErrorCode {
     const path = normalizePath(state.path, table.decodeSlashes);
     if (path === null) return 'BAD_PATH';
     state.path = path;
     const matchPath = pathForMatching(path);
     state.matchPath = matchPath;
     const matcher = table.matcher;
-    const r = matcher.match(state.method, matcher.usesHost ? hostForMatching(req.headers.host) : '', matchPath);
+    const r = matcher.match(state.method, matcher.usesHost ? hostForMatching(req.headers.host) : '', matchPath, req.headers, query, state);
     if (r === undefined) return 'ROUTE_NOT_FOUND';
     state.route = r.name;
-    state.upstream = r.upstream;
+    if (r.action === 'proxy') state.upstream = r.upstream;
     return r;
   }
 
@@ -196,10 +197,15 @@ export function createPipeline(host: PipelineHost): Pipeline {
       state.userId = identity.userId;
       table.auth!.applyIdentity(req.headers, identity);
     }
+    // The route's (and its upstream's) own edits; validation keeps them off the headers set above.
+    if (r.requestHeaderEdits !== null) editRequestHeaders(req.headers, r.requestHeaderEdits, state);
     return true;
   }
 
   function proxy(req: IncomingMessage, res: ServerResponse, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, identity: Identity | undefined): void {
+    if (r.action !== 'proxy') return answerByRoute(res, state, r, query);
+    // A body larger than the route takes, by its declared length: refused before anything is sent upstream.
+    if (r.maxBodyBytes !== null && Number(req.headers['content-length'] ?? 0) > r.maxBodyBytes) return rejectAndClose(res, state, 'PAYLOAD_TOO_LARGE');
     if (!prepareHeaders(req, state, r, table, identity, false)) return reject(res, state, 'UNSUPPORTED_TRANSFER_CODING');
     const canary = table.canaries.get(r.name);
     let exchange: Exchange;
@@ -210,8 +216,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
         res,
         state,
         r,
-        canaryPathFor(r, forwardPath(r, state), query),
-        upstreamPathFor(r, forwardPath(r, state), query),
+        canaryPathFor(r, forwardPath(r, state), query, state.params),
+        upstreamPathFor(r, forwardPath(r, state), query, state.params),
         table.upstreams.get(canary.config.upstream)!,
         table.upstreams.get(r.upstream)!,
         host.dispatchEvents,
@@ -220,14 +226,14 @@ export function createPipeline(host: PipelineHost): Pipeline {
       );
     } else {
       // The parallel run's copy leaves at the same moment as the request (routes without a shadow skip this).
-      if (r.config.shadow !== undefined) copyToShadow(req, state, r, table, query, upstreamPathFor(r, forwardPath(r, state), query));
+      if (r.config.shadow !== undefined) copyToShadow(req, state, r, table, query, upstreamPathFor(r, forwardPath(r, state), query, state.params));
       const fallback = r.fallback === null ? undefined : table.upstreams.get(r.fallback);
       exchange = new Exchange(
         req,
         res,
         state,
         r,
-        upstreamPathFor(r, forwardPath(r, state), query),
+        upstreamPathFor(r, forwardPath(r, state), query, state.params),
         fallback === undefined ? '' : fallbackPathFor(r, forwardPath(r, state), query),
         table.upstreams.get(r.upstream)!,
         fallback,
@@ -275,7 +281,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
       res.end(internal.jwks);
       return;
     }
-    const r = route(req, state, table);
+    const r = route(req, state, table, query);
     if (typeof r === 'string') return reject(res, state, r);
     if (r.authPolicy === 'none' || table.auth === undefined) return proxy(req, res, state, r, table, query, undefined);
     const result = table.auth.authenticate(req, state.id, state.path + query);
@@ -321,7 +327,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const upstream = table.upstreams.get(r.upstream)!;
     const instance = upstream.breaker.allows() ? upstream.instances.pick() : undefined;
     if (instance === undefined) return refuseSocket(socket, state, 'CIRCUIT_OPEN');
-    req.url = state.upstreamPath = upstreamPathFor(r, forwardPath(r, state), query);
+    req.url = state.upstreamPath = upstreamPathFor(r, forwardPath(r, state), query, state.params);
     host.log.debug({ reqId: state.id, route: r.name, upstream: r.upstream }, 'websocket upgrade');
     upstream.transport.upgrade(instance.index, req, socket, head, (err) => {
       if (state.upgraded || !socket.writable) return void socket.destroy();
@@ -351,9 +357,10 @@ export function createPipeline(host: PipelineHost): Pipeline {
       const malformed = malformedRequest(req);
       if (malformed !== undefined) return refuseSocket(socket, state, malformed);
       const table = host.table;
-      const r = route(req, state, table);
+      const r = route(req, state, table, query);
       if (typeof r === 'string') return refuseSocket(socket, state, r);
-      if (!r.websocket) return refuseSocket(socket, state, 'ROUTE_NOT_FOUND');
+      // Redirect and fixed-answer routes take no WebSocket.
+      if (!r.websocket || r.action !== 'proxy') return refuseSocket(socket, state, 'ROUTE_NOT_FOUND');
       if (r.authPolicy === 'none' || table.auth === undefined) return upgrade(req, socket, head, state, r, table, query, undefined);
       const settle = (result: AuthResult) => {
         if (socket.destroyed) return;
@@ -422,7 +429,9 @@ export function createPipeline(host: PipelineHost): Pipeline {
 function copyToShadow(req: IncomingMessage, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, primaryPath: string): void {
   const shadow = table.shadows.get(r.name);
   if (shadow === undefined) return;
-  state.shadow = shadow.copy(state.id, state.method, forwardPath(r, state), query, req.headers, hasRequestBody(req.headers) ? req : undefined, primaryPath);
+  // A rewritten route's copy gets the rewritten path and query too (its own stripPrefix is refused with a rewrite).
+  const [path, q] = r.rewrite !== null || r.queryEdits !== null ? splitTarget(routedTarget(r, forwardPath(r, state), query, state.params)) : [forwardPath(r, state), query];
+  state.shadow = shadow.copy(state.id, state.method, path, q, req.headers, hasRequestBody(req.headers) ? req : undefined, primaryPath);
   if (state.shadow === undefined) state.shadowSkipped = true;
 }
 

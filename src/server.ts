@@ -276,11 +276,12 @@ export class Gateway implements PipelineHost, AdminControl {
       return {
         route: r.name,
         path: r.path,
-        upstream: r.upstream,
-        side: legacy.has(r.upstream) ? 'legacy' : 'new',
+        upstream: r.upstream ?? null,
+        // A route that redirects or answers by itself sends nothing to either side.
+        side: r.upstream === undefined ? 'none' : legacy.has(r.upstream) ? 'legacy' : 'new',
         canary: canary === undefined ? null : { upstream: canary.config.upstream, side: legacy.has(canary.config.upstream) ? 'legacy' : 'new', percent: canary.effectivePercent(), rolledBack: canary.rolledBack !== undefined },
         shadow: shadow === undefined ? null : { upstream: shadow.shadow, mismatchPercent: (shadow.window as { mismatchPercent: number | null }).mismatchPercent, compared: (shadow.window as { compared: number }).compared },
-        breakers: [...new Set([r.upstream, ...(r.canary ? [r.canary.upstream] : []), ...(r.fallback ? [r.fallback] : [])])].map((u) => ({ upstream: u, state: this.table.upstreams.get(u)?.breaker.state ?? 'unknown' })),
+        breakers: [...new Set([...(r.upstream ? [r.upstream] : []), ...(r.canary ? [r.canary.upstream] : []), ...(r.fallback ? [r.fallback] : [])])].map((u) => ({ upstream: u, state: this.table.upstreams.get(u)?.breaker.state ?? 'unknown' })),
         ...(traffic ?? { now: null, last24h: null, users: null, p95Ms: null }),
       };
     });

@@ -38,7 +38,7 @@ export interface ActiveTable {
 export function legacyUpstreams(config: RouteTableConfig): string[] {
   if (config.migration.legacy !== undefined) return [...config.migration.legacy];
   const root = config.routes.find((r) => r.path === '/' && r.host === undefined) ?? config.routes.find((r) => r.path === '/');
-  return root === undefined ? [] : [root.upstream];
+  return root?.upstream === undefined ? [] : [root.upstream];
 }
 
 export interface TableDeps {
@@ -73,7 +73,8 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
   }
   const shadows = new Map<string, ShadowRoute>();
   for (const r of config.routes) {
-    if (!r.shadow) continue;
+    // Only proxying routes can have a shadow or a canary (validation refuses them on redirect and respond routes).
+    if (!r.shadow || r.upstream === undefined) continue;
     const target = config.upstreams[r.shadow.upstream]!;
     // Kept (counts, pool) while the shadow's settings and its upstream's address are unchanged.
     const kept = previous?.shadows.get(r.name);
@@ -89,7 +90,7 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
   }
   const canaries = new Map<string, CanaryState>();
   for (const r of config.routes) {
-    if (!r.canary) continue;
+    if (!r.canary || r.upstream === undefined) continue;
     // Kept while the canary's settings (and primary) are unchanged: a rollback stays until reset or edited.
     const kept = previous?.canaries.get(r.name);
     const shadow = shadows.get(r.name);

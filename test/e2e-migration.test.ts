@@ -60,6 +60,9 @@ routes:
     expect(byRoute.monolith.p95Ms).toBeGreaterThan(0);
 
     const inv = json(await send(gw.gw.adminPort!, '/migration/inventory', { headers: auth }));
+    // GET /migration carries the same inventory, unless asked not to.
+    expect(m.inventory).toEqual(inv);
+    expect(json(await send(gw.gw.adminPort!, '/migration?inventory=none', { headers: auth })).inventory).toBeUndefined();
     expect(inv.templates.map((t: { method: string; template: string; count: number; route: string }) => `${t.method} ${t.template} ${t.count} ${t.route}`)).toEqual([
       'GET /orders/{int}/items/{int} 6 monolith',
       'GET /reports/{name}/pdf 3 monolith',

@@ -163,7 +163,7 @@ routes: []
   - name: users
     path: /api/users
 `,
-    problems: [[7, 5, 'routes[0].upstream: required string is missing']],
+    problems: [[7, 5, 'routes[0] (users): give exactly one of upstream, redirect or respond']],
   },
   {
     label: 'unknown upstream with a suggestion',

@@ -264,7 +264,8 @@ export function createAdminApp(control: AdminControl): Koa {
   router.get('/migration', requireToken, (ctx) => {
     const report = control.migrationReport();
     if (report === undefined) throw new HttpError(404, 'NOT_COUNTING', 'the migration is not counted (migration.count is false)');
-    ctx.body = report;
+    // The inventory is part of the report; a page that polls (the console's overview) leaves it out with ?inventory=none.
+    ctx.body = ctx.query.inventory === 'none' ? report : { ...report, inventory: control.inventory() };
   });
 
   router.get('/migration/inventory', requireToken, (ctx) => {

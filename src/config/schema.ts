@@ -50,6 +50,11 @@ const hostPattern = z
   .string()
   .regex(/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, 'must be a host name such as "api.example.com" or "*.example.com" (no port)');
 
+/** Header names (the same rule as headerName below; a function so schemas above its declaration can use it). */
+function headerNameEarly() {
+  return z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name');
+}
+
 const method = z
   .string()
   .transform((m) => m.toUpperCase())
@@ -103,6 +108,12 @@ export const RetryBudgetSchema = z.strictObject({
   burst: int(0, 10_000).default(10),
 });
 
+/** Header names and values set, and names removed, on the way in or out (`{param}`, `{requestId}` and `${ENV}` in values). */
+export const HeaderEditsSchema = z.strictObject({
+  set: z.record(headerNameEarly(), z.string()).default({}),
+  remove: z.array(headerNameEarly()).default([]),
+});
+
 export const UpstreamSchema = z
   .strictObject({
     url: upstreamUrl.optional(),
@@ -124,6 +135,10 @@ export const UpstreamSchema = z
     breaker: BreakerSchema.default(() => BreakerSchema.parse({})),
     outlier: OutlierSchema.default(() => OutlierSchema.parse({})),
     retryBudget: RetryBudgetSchema.default(() => RetryBudgetSchema.parse({})),
+    /** Headers set or removed on every request to this upstream (before the route's own edits). */
+    requestHeaders: HeaderEditsSchema.optional(),
+    /** Headers set or removed on every answer of this upstream (before the route's own edits). */
+    responseHeaders: HeaderEditsSchema.optional(),
   })
   .refine((u) => (u.url === undefined) !== (u.urls === undefined), { message: 'give either url or urls (not both, not neither)' })
   // One shape for the rest of the code: `urls` always lists the instances.
@@ -224,14 +239,64 @@ export const ShadowSchema = z.strictObject({
     .optional(),
 });
 
+/** A condition on a header or query parameter: an exact value, `present`, or a constrained template (`{v:int}`, capturing `v`). */
+const conditionValue = z.string();
+
+export const RouteMatchSchema = z.strictObject({
+  /** Header conditions, by name: all must hold. */
+  headers: z.record(headerNameEarly(), conditionValue).default({}),
+  /** Query parameter conditions, by name: all must hold. */
+  query: z.record(z.string().min(1), conditionValue).default({}),
+});
+
+export const QueryEditsSchema = z.strictObject({
+  /** Parameters set (replacing every occurrence; values may use {param}). */
+  set: z.record(z.string().min(1), z.string()).default({}),
+  remove: z.array(z.string().min(1)).default([]),
+});
+
+export const RedirectSchema = z.strictObject({
+  /** Where to: a path or an absolute URL; `{param}` fills in captured parameters. */
+  to: z.string().min(1),
+  status: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).default(302),
+  /** Drop the request's query instead of passing it on. */
+  dropQuery: bool.default(false),
+});
+
+export const RespondSchema = z.strictObject({
+  status: int(200, 599),
+  body: z.string().default(''),
+  contentType: z.string().min(1).default('text/plain; charset=utf-8'),
+});
+
 export const RouteSchema = z.strictObject({
   name,
+  /** A path prefix, an exact path, or a template (`/users/{id}`, `/files/{rest*}`, `{id:int}`). */
   path: routePath,
   /** `true`: only this exact path; default: this path and everything below it on a segment boundary. */
   exact: bool.default(false),
   methods: z.array(method).min(1).optional(),
   host: hostPattern.optional(),
-  upstream: name,
+  /** Header and query conditions, besides path, methods and host. */
+  match: RouteMatchSchema.optional(),
+  /** Where matching requests go; or, instead, `redirect` or `respond`. */
+  upstream: name.optional(),
+  /** Answer with a redirect instead of proxying. */
+  redirect: RedirectSchema.optional(),
+  /** Answer with a fixed response instead of proxying (retired endpoints, maintenance). */
+  respond: RespondSchema.optional(),
+  /** The upstream path built from the captured parameters (`/v2/users/{id}`); not with stripPrefix. */
+  rewrite: routePath.optional(),
+  /** Query parameters set or removed on the way upstream (the rest of the query is passed on). */
+  query: QueryEditsSchema.optional(),
+  /** Overrides the upstream's timeoutMs for this route. */
+  timeoutMs: int(1, 3_600_000).optional(),
+  /** Request bodies larger than this get 413 (by Content-Length before proxying, or when a chunked body passes it). */
+  maxBodyBytes: int(0, 1024 * 1024 * 1024).optional(),
+  /** Headers set or removed on the way to the upstream. */
+  requestHeaders: HeaderEditsSchema.optional(),
+  /** Headers set or removed on the answer. */
+  responseHeaders: HeaderEditsSchema.optional(),
   /** Removed from the front of the path before forwarding; must be a segment prefix of `path`. */
   stripPrefix: routePath.optional(),
   /** Whether WebSocket upgrades are proxied on this route. */
@@ -386,6 +451,9 @@ export type AuthConfig = z.infer<typeof AuthSchema>;
 export type CanaryConfig = z.infer<typeof CanarySchema>;
 export type ShadowConfig = z.infer<typeof ShadowSchema>;
 export type MigrationConfig = z.infer<typeof MigrationSchema>;
+export type HeaderEdits = z.infer<typeof HeaderEditsSchema>;
+export type RedirectConfig = z.infer<typeof RedirectSchema>;
+export type RespondConfig = z.infer<typeof RespondSchema>;
 export type JwtConfig = z.infer<typeof JwtSchema>;
 export type ForwardAuthConfig = z.infer<typeof ForwardAuthSchema>;
 export type BreakerConfig = z.infer<typeof BreakerSchema>;

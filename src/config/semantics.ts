@@ -2,6 +2,8 @@ import { isIP } from 'node:net';
 import { normalizePath } from '../core/path';
 import type { ConfigProblem, SourceMap } from './load';
 import type { RouteTableConfig } from './schema';
+import { checkRouteRules } from './routeRules';
+import { isTemplate } from '../routing/template';
 
 /** Checks that need the whole table: references, duplicates, path forms. */
 export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigProblem[] {
@@ -71,7 +73,7 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
       seenNames.set(route.name, i);
     }
 
-    if (!(route.upstream in table.upstreams)) {
+    if (route.upstream !== undefined && !(route.upstream in table.upstreams)) {
       const hint = closest(route.upstream, upstreamNames);
       problems.push(
         map.problem(at('upstream'), `${label}: unknown upstream "${route.upstream}"${hint ? ` (did you mean "${hint}"?)` : ''}; declared: ${upstreamNames.join(', ')}`),
@@ -102,7 +104,7 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
       checkSide('shadow', route.shadow, "the route's upstream");
     }
 
-    const normal = normalizePath(route.path);
+    const normal = isTemplate(route.path) ? route.path : normalizePath(route.path);
     if (normal !== route.path || (route.path.length > 1 && route.path.endsWith('/') && !route.exact)) {
       const suggestion = normal === null ? '' : ` (write "${canonicalPrefix(normal, route.exact)}")`;
       problems.push(map.problem(at('path'), `${label}: path "${route.path}" is not in normal form${suggestion}`));
@@ -125,7 +127,7 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
       seenMatches.set(matchKey, i);
     }
   });
-  return problems;
+  return [...problems, ...checkRouteRules(table, map)];
 }
 
 function canonicalPrefix(path: string, exact: boolean): string {

@@ -40,6 +40,8 @@ export class RequestState {
   shadow: { outcome(): string; head(status: number, headers: import('node:http').IncomingHttpHeaders): void; chunk(chunk: Buffer): void; end(): void; failed(): void } | undefined = undefined;
   /** Set when a route with a shadow did not copy this request. */
   shadowSkipped = false;
+  /** What the route's path template and conditions captured (null: nothing). */
+  params: Map<string, string> | null = null;
   /** Extra headers for the proxied response (a canary's Set-Cookie). */
   extraResponseHeaders: string[] | undefined = undefined;
   constructor(

@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { GATEWAY_OWNED } from '../core/ownedHeaders';
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones still seen in the wild. */
 const HOP_BY_HOP = new Set([
@@ -19,23 +20,6 @@ const FILTERED_LENGTH: readonly boolean[] = (() => {
   const lengths = [...HOP_BY_HOP, 'x-request-id'].map((n) => n.length);
   return Array.from({ length: Math.max(...lengths) + 1 }, (_, n) => lengths.includes(n));
 })();
-
-/**
- * Headers only the gateway may set. A client's copy is dropped whatever its
- * spelling: names are compared lower-case with `_` read as `-`, because CGI-style
- * servers map `X-Forwarded_For` onto the same variable as `X-Forwarded-For`.
- */
-const GATEWAY_OWNED = [
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-forwarded-port',
-  'x-forwarded-prefix',
-  'x-real-ip',
-  'forwarded',
-  // Marks the parallel run's copies, which services may answer without side effects: a client setting it would turn a real write into a no-op.
-  'x-strangler-shadow',
-];
 
 export interface ForwardingPolicy {
   /** Whether the direct peer may tell us who the client is. */

@@ -1,4 +1,8 @@
-import type { RouteConfig, RouteTableConfig } from '../config/schema';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderEdits, RedirectConfig, RespondConfig, RouteConfig, RouteTableConfig } from '../config/schema';
+import { fill, isTemplate, matchTemplate, parseCondition, parseTemplate, parseValueTemplate, type Condition, type PathTemplate, type ValueTemplate } from './template';
+
+export type { Condition } from './template';
 
 /** A route prepared for matching: everything per-request code needs is computed here, once. */
 export interface CompiledRoute {
@@ -31,7 +35,44 @@ export interface CompiledRoute {
   readonly canaryRestorePrefix: string;
   readonly rewriteLocation: boolean;
   readonly rewriteCookiePath: boolean;
+  /** `proxy` (to `upstream`), or the gateway answers itself. */
+  readonly action: 'proxy' | 'redirect' | 'respond';
+  /** A template path (`/users/{id}`), matched whole; null for prefix and exact paths. */
+  readonly template: PathTemplate | null;
+  /** Header and query conditions (`match`), null for none. */
+  readonly conditions: readonly Condition[] | null;
+  /** How specific the route's conditions are: methods, host, each header and query condition. */
+  readonly conditionCount: number;
+  /** `rewrite`, parsed. */
+  readonly rewrite: ValueTemplate | null;
+  readonly queryEdits: QueryEdits | null;
+  /** The route's own timeoutMs and maxBodyBytes (null: the upstream's / none). */
+  readonly timeoutMs: number | null;
+  readonly maxBodyBytes: number | null;
+  /** The upstream's header edits, then the route's, prepared (null: none). */
+  readonly requestHeaderEdits: PreparedHeaderEdits | null;
+  readonly responseHeaderEdits: PreparedHeaderEdits | null;
+  readonly redirect: (RedirectConfig & { target: ValueTemplate }) | null;
+  readonly respond: RespondConfig | null;
+  /** Position in the table: the last tie-break. */
+  readonly index: number;
   readonly config: RouteConfig;
+}
+
+export interface QueryEdits {
+  readonly set: ReadonlyArray<readonly [string, ValueTemplate]>;
+  readonly remove: ReadonlySet<string>;
+}
+
+/** Header edits with their values parsed: `{param}` and `{requestId}` filled per request. */
+export interface PreparedHeaderEdits {
+  readonly set: ReadonlyArray<readonly [string, ValueTemplate]>;
+  readonly remove: readonly string[];
+}
+
+/** Where a request's captured parameters go (path template, header and query conditions). */
+export interface MatchOut {
+  params: Map<string, string> | null;
 }
 
 export interface RouteMatch {
@@ -43,14 +84,18 @@ export interface RouteMatch {
 /**
  * The route table as a lookup structure. Matching is a handful of hash lookups
  * (one per path segment of the request), whatever the number of routes: exact
- * paths first, then prefixes from the longest to `/`. Within one path, routes
- * that name a host come before host wildcards and those before any-host routes;
- * routes that list methods come before those that take all. A route whose
- * methods or host do not fit is skipped and matching goes on to shorter prefixes.
+ * paths first, then templates (a walk of a segment tree: literal segments
+ * before parameters), then prefixes from the longest to `/`. Among templates
+ * the one with more literal segments wins. Within one path, routes with more
+ * conditions come first: a host (named before wildcard), methods, header and
+ * query conditions. A route whose conditions do not hold is skipped and
+ * matching goes on.
  */
 export class RouteMatcher {
   private readonly exact = new Map<string, CompiledRoute[]>();
   private readonly prefix = new Map<string, CompiledRoute[]>();
+  /** The template routes' segment tree; null when the table has none (no work per request). */
+  private readonly templates: TemplateNode | null;
   /** Only parse the Host header when some route needs it. */
   readonly usesHost: boolean;
   readonly routes: readonly CompiledRoute[];
@@ -59,17 +104,25 @@ export class RouteMatcher {
   constructor(table: RouteTableConfig, compiled?: CompiledRoute[]) {
     if (compiled === undefined) {
       const bases = upstreamBases(table);
-      compiled = table.routes.map((r) => compileRoute(r, table, bases));
+      compiled = table.routes.map((r, i) => compileRoute(r, table, bases, i));
     }
     this.routes = compiled;
     this.usesHost = compiled.some((r) => r.host !== null);
+    let templates: TemplateNode | null = null;
     for (const r of compiled) {
+      if (r.template !== null) {
+        templates ??= newNode();
+        insertTemplate(templates, r);
+        continue;
+      }
       const map = r.exact ? this.exact : this.prefix;
       const list = map.get(r.path);
       if (list) list.push(r);
       else map.set(r.path, [r]);
     }
     for (const list of [...this.exact.values(), ...this.prefix.values()]) list.sort(bySpecificity);
+    if (templates !== null) sortTree(templates);
+    this.templates = templates;
   }
 
   /**
@@ -82,23 +135,33 @@ export class RouteMatcher {
     const routes = table.routes;
     for (let i = 0; i < routes.length; i++) {
       if (i > 0 && i % routesPerTurn === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      compiled.push(compileRoute(routes[i]!, table, bases));
+      compiled.push(compileRoute(routes[i]!, table, bases, i));
     }
     return new RouteMatcher(table, compiled);
   }
 
-  /** `path` must be normalised and `host` lower-case without port (or '' when unknown). */
-  match(method: string, host: string, path: string): CompiledRoute | undefined {
+  /**
+   * `path` must be normalised and `host` lower-case without port (or '' when
+   * unknown). `headers` and `query` (with its `?`) are read only by routes
+   * with conditions; captured parameters go to `out`.
+   */
+  match(method: string, host: string, path: string, headers: IncomingHttpHeaders = {}, query = '', out?: MatchOut): CompiledRoute | undefined {
+    const q: QueryCache = { raw: query, parsed: undefined };
+    if (out !== undefined) out.params = null;
     const exact = this.exact.get(path);
     if (exact) {
-      const r = pick(exact, method, host);
+      const r = pick(exact, method, host, headers, q, out);
+      if (r) return r;
+    }
+    if (this.templates !== null) {
+      const r = this.matchTemplates(method, host, path, headers, q, out);
       if (r) return r;
     }
     let key = path.length > 1 && path.charCodeAt(path.length - 1) === 0x2f ? path.slice(0, -1) : path;
     for (;;) {
       const list = this.prefix.get(key);
       if (list) {
-        const r = pick(list, method, host);
+        const r = pick(list, method, host, headers, q, out);
         if (r) return r;
       }
       if (key === '/') return undefined;
@@ -106,18 +169,161 @@ export class RouteMatcher {
       key = cut === 0 ? '/' : key.slice(0, cut);
     }
   }
+
+  private matchTemplates(method: string, host: string, path: string, headers: IncomingHttpHeaders, q: QueryCache, out: MatchOut | undefined): CompiledRoute | undefined {
+    const segments = path.slice(1).split('/');
+    const found: { route: CompiledRoute | undefined; params: Map<string, string> | null } = { route: undefined, params: null };
+    walk(this.templates!, segments, 0, (list) => {
+      for (const r of list) {
+        // Lists are sorted best first, and a worse route than the one found cannot win.
+        if (found.route !== undefined && compareTemplates(r, found.route) >= 0) return;
+        const params = new Map<string, string>();
+        if (!matchTemplate(r.template!, segments, params)) continue;
+        if (!fits(r, method, host) || (r.conditions !== null && !conditionsHold(r.conditions, headers, q, params))) continue;
+        found.route = r;
+        found.params = params;
+        return;
+      }
+    });
+    if (found.route !== undefined && out !== undefined) out.params = found.params;
+    return found.route;
+  }
 }
 
-function pick(list: CompiledRoute[], method: string, host: string): CompiledRoute | undefined {
+/** The query string, parsed the first time a condition reads it. */
+interface QueryCache {
+  raw: string;
+  parsed: Map<string, string> | undefined;
+}
+
+/** First value of each query parameter, as sent (still percent-encoded); keys decoded. */
+function parseQuery(raw: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (raw.length <= 1) return out;
+  for (const pair of raw.slice(1).split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const key = safeDecode(eq === -1 ? pair : pair.slice(0, eq));
+    if (!out.has(key)) out.set(key, eq === -1 ? '' : pair.slice(eq + 1));
+  }
+  return out;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}
+
+function fits(r: CompiledRoute, method: string, host: string): boolean {
+  if (r.methods !== null && !r.methods.has(method)) return false;
+  if (r.host !== null && (r.hostWildcard ? !host.endsWith(r.host) : host !== r.host)) return false;
+  return true;
+}
+
+/**
+ * Whether every condition holds; constrained values are captured into
+ * `params`: header values URL-encoded (they go into paths), query values as sent.
+ */
+function conditionsHold(conditions: readonly Condition[], headers: IncomingHttpHeaders, q: QueryCache, params: Map<string, string>): boolean {
+  for (const c of conditions) {
+    let value: string | undefined;
+    if (c.kind === 'header') {
+      const h = headers[c.name];
+      value = h === undefined ? undefined : Array.isArray(h) ? h.join(', ') : h;
+    } else {
+      q.parsed ??= parseQuery(q.raw);
+      value = q.parsed.get(c.name);
+    }
+    if (value === undefined) return false;
+    const t = c.test;
+    if ('present' in t) continue;
+    if ('exact' in t) {
+      if (value !== t.exact) return false;
+      continue;
+    }
+    const plain = c.kind === 'query' ? safeDecode(value) : value;
+    if (plain === '' || (t.check !== null && !t.check(plain))) return false;
+    params.set(t.param, c.kind === 'header' ? encodeURIComponent(value) : value);
+  }
+  return true;
+}
+
+function pick(list: CompiledRoute[], method: string, host: string, headers: IncomingHttpHeaders, q: QueryCache, out: MatchOut | undefined): CompiledRoute | undefined {
   for (let i = 0; i < list.length; i++) {
     const r = list[i]!;
-    if (r.methods !== null && !r.methods.has(method)) continue;
-    if (r.host !== null) {
-      if (r.hostWildcard ? !host.endsWith(r.host) : host !== r.host) continue;
+    if (!fits(r, method, host)) continue;
+    if (r.conditions !== null) {
+      const params = new Map<string, string>();
+      if (!conditionsHold(r.conditions, headers, q, params)) continue;
+      if (out !== undefined && params.size > 0) out.params = params;
     }
     return r;
   }
   return undefined;
+}
+
+/** A node of the template tree: literal children, parameter children, and the routes whose template ends here. */
+interface TemplateNode {
+  literal: Map<string, TemplateNode>;
+  param: TemplateNode | null;
+  /** Routes ending at this node, and routes whose `{rest*}` starts here. */
+  end: CompiledRoute[];
+  rest: CompiledRoute[];
+}
+
+function newNode(): TemplateNode {
+  return { literal: new Map(), param: null, end: [], rest: [] };
+}
+
+function insertTemplate(root: TemplateNode, r: CompiledRoute): void {
+  let node = root;
+  for (const seg of r.template!.segments) {
+    if ('literal' in seg) {
+      let next = node.literal.get(seg.literal);
+      if (next === undefined) {
+        next = newNode();
+        node.literal.set(seg.literal, next);
+      }
+      node = next;
+    } else if (seg.rest) {
+      node.rest.push(r);
+      return;
+    } else {
+      node.param ??= newNode();
+      node = node.param;
+    }
+  }
+  node.end.push(r);
+}
+
+function sortTree(node: TemplateNode): void {
+  node.end.sort(compareTemplates);
+  node.rest.sort(compareTemplates);
+  for (const child of node.literal.values()) sortTree(child);
+  if (node.param !== null) sortTree(node.param);
+}
+
+/** Visits, in the tree, every list of routes whose template shape fits the segments. */
+function walk(node: TemplateNode, segments: readonly string[], i: number, visit: (list: CompiledRoute[]) => void): void {
+  if (node.rest.length > 0) visit(node.rest);
+  if (i === segments.length) {
+    if (node.end.length > 0) visit(node.end);
+    return;
+  }
+  const seg = segments[i]!;
+  const lit = node.literal.get(seg);
+  if (lit !== undefined) walk(lit, segments, i + 1, visit);
+  if (node.param !== null && seg !== '') walk(node.param, segments, i + 1, visit);
+}
+
+/** Template precedence: more literal segments, then whole-length over `{rest*}`, then more conditions, then table order. */
+function compareTemplates(a: CompiledRoute, b: CompiledRoute): number {
+  const ta = a.template!;
+  const tb = b.template!;
+  return tb.literalCount - ta.literalCount || (ta.rest ? 1 : 0) - (tb.rest ? 1 : 0) || bySpecificity(a, b) || a.index - b.index;
 }
 
 function hostRank(r: CompiledRoute): number {
@@ -125,7 +331,7 @@ function hostRank(r: CompiledRoute): number {
 }
 
 function bySpecificity(a: CompiledRoute, b: CompiledRoute): number {
-  return hostRank(b) - hostRank(a) || (b.methods ? 1 : 0) - (a.methods ? 1 : 0);
+  return hostRank(b) - hostRank(a) || b.conditionCount - a.conditionCount || (b.methods ? 1 : 0) - (a.methods ? 1 : 0) || a.index - b.index;
 }
 
 /** Shared by every route that does not set `retry`. */
@@ -146,8 +352,31 @@ export function stripOf(prefix: string | undefined): string {
   return prefix === undefined || prefix === '/' ? '' : prefix.replace(/\/$/, '');
 }
 
-function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMap<string, string>): CompiledRoute {
-  const basePath = bases.get(r.upstream) ?? '';
+function valueTemplate(text: string): ValueTemplate {
+  const t = parseValueTemplate(text);
+  // Validation refused anything unparsable; a literal is the safe reading.
+  return typeof t === 'string' ? [text] : t;
+}
+
+/** The upstream's edits then the route's (a route's `set` wins over its upstream's for the same header). */
+function prepareEdits(...edits: Array<HeaderEdits | undefined>): PreparedHeaderEdits | null {
+  const given = edits.filter((e): e is HeaderEdits => e !== undefined);
+  if (given.length === 0) return null;
+  const set = new Map<string, ValueTemplate>();
+  const remove: string[] = [];
+  for (const e of given) {
+    for (const name of e.remove) {
+      remove.push(name.toLowerCase());
+      set.delete(name.toLowerCase());
+    }
+    for (const [name, value] of Object.entries(e.set)) set.set(name.toLowerCase(), valueTemplate(value));
+  }
+  return { set: [...set], remove };
+}
+
+function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMap<string, string>, index: number): CompiledRoute {
+  const upstream = r.upstream ?? '';
+  const basePath = bases.get(upstream) ?? '';
   const strip = stripOf(r.stripPrefix);
   const canaryStrip = stripOf(r.canary?.stripPrefix);
   const stripped = strip !== '' || canaryStrip !== '';
@@ -156,6 +385,18 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMa
   const rewriteAny = rewriteLocation || rewriteCookiePath;
   const host = r.host?.toLowerCase() ?? null;
   const hostWildcard = host !== null && host.startsWith('*.');
+  const parsed = isTemplate(r.path) ? parseTemplate(r.path) : null;
+  const template = parsed === null || typeof parsed === 'string' ? null : parsed;
+  const conditions: Condition[] = [];
+  for (const [name, value] of Object.entries(r.match?.headers ?? {})) {
+    const c = parseCondition('header', name, value);
+    if (typeof c !== 'string') conditions.push(c);
+  }
+  for (const [name, value] of Object.entries(r.match?.query ?? {})) {
+    const c = parseCondition('query', name, value);
+    if (typeof c !== 'string') conditions.push(c);
+  }
+  const up = r.upstream === undefined ? undefined : table.upstreams[r.upstream];
   return Object.freeze({
     name: r.name,
     path: r.path,
@@ -164,7 +405,7 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMa
     methods: r.methods ? new Set(r.methods.includes('GET') ? [...r.methods, 'HEAD'] : r.methods) : null,
     host: hostWildcard ? host!.slice(1) : host,
     hostWildcard,
-    upstream: r.upstream,
+    upstream,
     stripLength: strip.length,
     basePath,
     websocket: r.websocket,
@@ -181,13 +422,77 @@ function compileRoute(r: RouteConfig, table: RouteTableConfig, bases: ReadonlyMa
     canaryRestorePrefix: rewriteAny ? canaryStrip : '',
     rewriteLocation,
     rewriteCookiePath,
+    action: r.redirect !== undefined ? 'redirect' : r.respond !== undefined ? 'respond' : 'proxy',
+    template,
+    conditions: conditions.length === 0 ? null : conditions,
+    conditionCount: (r.methods ? 1 : 0) + conditions.length,
+    rewrite: r.rewrite === undefined ? null : valueTemplate(r.rewrite),
+    queryEdits:
+      r.query === undefined ? null : { set: Object.entries(r.query.set).map(([k, v]) => [k, valueTemplate(v)] as const), remove: new Set([...r.query.remove, ...Object.keys(r.query.set)]) },
+    timeoutMs: r.timeoutMs ?? null,
+    maxBodyBytes: r.maxBodyBytes ?? null,
+    requestHeaderEdits: prepareEdits(up?.requestHeaders, r.requestHeaders),
+    responseHeaderEdits: prepareEdits(up?.responseHeaders, r.responseHeaders),
+    redirect: r.redirect === undefined ? null : { ...r.redirect, target: valueTemplate(r.redirect.to) },
+    respond: r.respond ?? null,
+    index,
     config: r,
   });
 }
 
-/** The path and query the upstream sees for a request that matched `route`. */
-export function upstreamPathFor(route: CompiledRoute, path: string, query: string): string {
-  return rewritePath(path, query, route.stripLength, route.basePath);
+const NO_PARAMS: ReadonlyMap<string, string> = new Map();
+
+/** The path and query the upstream sees for a request that matched `route` (`params`: what it captured). */
+export function upstreamPathFor(route: CompiledRoute, path: string, query: string, params: ReadonlyMap<string, string> | null = null): string {
+  if (route.rewrite === null && route.queryEdits === null) return rewritePath(path, query, route.stripLength, route.basePath);
+  return rewritten(route, path, query, params, route.stripLength, route.basePath);
+}
+
+/**
+ * A route with `rewrite` or `query`: the path built from the parameters (the
+ * values as they arrived, already normalised: nothing decoded or encoded
+ * again), then the query edited in place, order and repeated keys kept.
+ */
+function rewritten(route: CompiledRoute, path: string, query: string, params: ReadonlyMap<string, string> | null, stripLength: number, basePath: string): string {
+  const p = params ?? NO_PARAMS;
+  const q = route.queryEdits === null ? query : editQuery(query, route.queryEdits, p);
+  if (route.rewrite === null) return rewritePath(path, q, stripLength, basePath);
+  return rewritePath(fill(route.rewrite, p), q, 0, basePath);
+}
+
+/** A rewritten route's path and query before any side's base path (what its shadow copy is sent). */
+export function routedTarget(route: CompiledRoute, path: string, query: string, params: ReadonlyMap<string, string> | null): string {
+  return rewritten(route, path, query, params, 0, '');
+}
+
+/** Removes and sets query parameters; a set one takes the place of its first occurrence, or goes last. */
+export function editQuery(query: string, edits: QueryEdits, params: ReadonlyMap<string, string>): string {
+  const pairs = query.length > 1 ? query.slice(1).split('&') : [];
+  const out: string[] = [];
+  const placed = new Set<string>();
+  const setValue = new Map(edits.set.map(([k, v]) => [k, fill(v, params)]));
+  for (const pair of pairs) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const key = eq === -1 ? pair : pair.slice(0, eq);
+    let name = key;
+    try {
+      name = decodeURIComponent(key.replace(/\+/g, ' '));
+    } catch {
+      // A malformed escape: compared as written.
+    }
+    if (!edits.remove.has(name)) {
+      out.push(pair);
+      continue;
+    }
+    const value = setValue.get(name);
+    if (value !== undefined && !placed.has(name)) {
+      out.push(`${encodeURIComponent(name)}=${value}`);
+      placed.add(name);
+    }
+  }
+  for (const [name, value] of setValue) if (!placed.has(name)) out.push(`${encodeURIComponent(name)}=${value}`);
+  return out.length === 0 ? '' : `?${out.join('&')}`;
 }
 
 /**
@@ -200,9 +505,10 @@ export function forwardedPath(route: CompiledRoute, path: string, matchPath: str
   return matchPath !== path && (route.stripLength > 0 || route.canaryStripLength > 0) ? matchPath : path;
 }
 
-/** The path and query the canary side sees (canary.stripPrefix, the canary upstream's base path). */
-export function canaryPathFor(route: CompiledRoute, path: string, query: string): string {
-  return rewritePath(path, query, route.canaryStripLength, route.canaryBasePath);
+/** The path and query the canary side sees (the route's rewrite, or canary.stripPrefix; the canary upstream's base path). */
+export function canaryPathFor(route: CompiledRoute, path: string, query: string, params: ReadonlyMap<string, string> | null = null): string {
+  if (route.rewrite === null && route.queryEdits === null) return rewritePath(path, query, route.canaryStripLength, route.canaryBasePath);
+  return rewritten(route, path, query, params, route.canaryStripLength, route.canaryBasePath);
 }
 
 /** The path and query the fallback upstream sees: the original path, under its own base path. */

@@ -1,5 +1,6 @@
 import type { RouteConfig, RouteTableConfig, UpstreamConfig } from '../config/schema';
 import { RouteMatcher } from './compile';
+import { isTemplate } from './template';
 
 /** What changed between two route tables, in the words ops use. */
 export interface TableDiff {
@@ -42,8 +43,9 @@ export function diffTables(before: RouteTableConfig, after: RouteTableConfig): T
   for (const r of [...before.routes, ...after.routes]) {
     const method = r.methods?.[0] ?? 'GET';
     const host = r.host?.replace(/^\*\./, 'any.') ?? '';
-    const from = oldMatcher.match(method, host, r.path)?.upstream ?? NOWHERE;
-    const to = newMatcher.match(method, host, r.path)?.upstream ?? NOWHERE;
+    // A template path is not a request path: its route's own destination stands for it, in each table.
+    const from = isTemplate(r.path) ? destinationOf(sameTemplate(oldRoutes.get(r.name), r)) : destinationOf(oldMatcher.match(method, host, r.path)?.config);
+    const to = isTemplate(r.path) ? destinationOf(sameTemplate(newRoutes.get(r.name), r)) : destinationOf(newMatcher.match(method, host, r.path)?.config);
     if (from !== to) destinations.set(describePath(r), { from, to });
   }
 
@@ -87,7 +89,23 @@ export function diffTables(before: RouteTableConfig, after: RouteTableConfig): T
 }
 
 function brief(r: RouteConfig) {
-  return { name: r.name, path: describePath(r), upstream: r.upstream };
+  return { name: r.name, path: describePath(r), upstream: r.upstream ?? actionOf(r) };
+}
+
+/** Where a route sends a request, in words: its upstream, or what the gateway answers itself. */
+function actionOf(r: RouteConfig): string {
+  if (r.redirect !== undefined) return `redirect ${r.redirect.status} ${r.redirect.to}`;
+  if (r.respond !== undefined) return `respond ${r.respond.status}`;
+  return r.upstream ?? NOWHERE;
+}
+
+function destinationOf(r: RouteConfig | undefined): string {
+  return r === undefined ? NOWHERE : actionOf(r);
+}
+
+/** The route of that name, if it still has that template path. */
+function sameTemplate(candidate: RouteConfig | undefined, r: RouteConfig): RouteConfig | undefined {
+  return candidate !== undefined && candidate.path === r.path ? candidate : undefined;
 }
 
 function describePath(r: RouteConfig): string {

@@ -2,14 +2,20 @@ import { normalizePath, pathForMatching, splitTarget } from '../core/path';
 import type { RouteTableConfig } from '../config/schema';
 import { CanaryState } from '../canary/state';
 import { hasRequestBody } from '../core/requestShape';
-import { basePathOf, canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, rewritePath, RouteMatcher, stripOf, upstreamPathFor } from './compile';
+import { basePathOf, canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, rewritePath, routedTarget, RouteMatcher, stripOf, upstreamPathFor, type MatchOut } from './compile';
+import { fill } from './template';
 
 export interface Explanation {
   request: { method: string; target: string; host: string | null };
-  outcome: 'proxy' | 'health' | 'bad-path' | 'no-route';
+  outcome: 'proxy' | 'redirect' | 'respond' | 'health' | 'bad-path' | 'no-route';
   status?: number;
   normalizedPath?: string;
-  route?: { name: string; path: string; exact: boolean; methods: string[] | 'any'; host: string | null };
+  route?: { name: string; path: string; exact: boolean; methods: string[] | 'any'; host: string | null; kind: 'exact' | 'template' | 'prefix'; conditions: string[] };
+  /** What the path template and the header and query conditions captured. */
+  params?: Record<string, string>;
+  /** Redirect routes: where to; fixed-answer routes: what. */
+  redirect?: { status: number; location: string };
+  respond?: { status: number; contentType: string; bodyBytes: number };
   upstream?: { name: string; urls: string[] };
   /** Where the request goes when the upstream's circuit is open or unreachable. */
   fallback?: { name: string; upstreamPath: string };
@@ -35,11 +41,38 @@ export function explain(config: RouteTableConfig, method: string, target: string
   const path = normalizePath(rawPath, config.server.encodedSlashes === 'decode');
   if (path === null) return { ...out, outcome: 'bad-path', status: 400 };
   const matchPath = pathForMatching(path);
-  const route = matcher.match(m, matcher.usesHost ? hostForMatching(host ?? undefined) : '', matchPath);
+  const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+  const captured: MatchOut = { params: null };
+  const route = matcher.match(m, matcher.usesHost ? hostForMatching(host ?? undefined) : '', matchPath, lower, query, captured);
   if (!route) return { ...out, outcome: 'no-route', status: 404, normalizedPath: path };
+  const params = captured.params;
+  const routeInfo = {
+    name: route.name,
+    path: route.path,
+    exact: route.exact,
+    methods: route.methods ? [...route.methods] : ('any' as const),
+    host: route.config.host ?? null,
+    kind: route.template !== null ? ('template' as const) : route.exact ? ('exact' as const) : ('prefix' as const),
+    // The conditions that held and decided between routes of the same path.
+    conditions: [
+      ...(route.config.host ? [`host ${route.config.host}`] : []),
+      ...(route.config.methods ? [`method ${m} in [${route.config.methods.join(', ')}]`] : []),
+      ...Object.entries(route.config.match?.headers ?? {}).map(([k, v]) => `header ${k}: ${v}`),
+      ...Object.entries(route.config.match?.query ?? {}).map(([k, v]) => `query ${k}=${v}`),
+    ],
+  };
+  const shown = params === null ? {} : { params: Object.fromEntries(params) };
+  if (route.action === 'redirect') {
+    const r = route.redirect!;
+    return { ...out, outcome: 'redirect', status: r.status, normalizedPath: path, route: routeInfo, ...shown, redirect: { status: r.status, location: fill(r.target, params ?? new Map()) + (r.dropQuery ? '' : query) } };
+  }
+  if (route.action === 'respond') {
+    const r = route.respond!;
+    return { ...out, outcome: 'respond', status: r.status, normalizedPath: path, route: routeInfo, ...shown, respond: { status: r.status, contentType: r.contentType, bodyBytes: Buffer.byteLength(r.body) } };
+  }
   const upstream = config.upstreams[route.upstream]!;
   const sent = forwardedPath(route, path, matchPath);
-  const upstreamPath = upstreamPathFor(route, sent, query);
+  const upstreamPath = upstreamPathFor(route, sent, query, params);
   const origin = new URL(upstream.urls[0]!).origin;
   let canary: Explanation['canary'];
   const c = route.config.canary;
@@ -53,7 +86,7 @@ export function explain(config: RouteTableConfig, method: string, target: string
       bucket: d.bucket ?? null,
       percent: state.effectivePercent(),
       upstream: onCanary ? c.upstream : route.upstream,
-      upstreamPath: onCanary ? canaryPathFor(route, sent, query) : upstreamPath,
+      upstreamPath: onCanary ? canaryPathFor(route, sent, query, params) : upstreamPath,
       newCookie: d.setCookie !== undefined,
     };
   }
@@ -69,7 +102,10 @@ export function explain(config: RouteTableConfig, method: string, target: string
       reason,
       percent: sh.percent,
       upstream: sh.upstream,
-      upstreamPath: rewritePath(sent, query, stripOf(sh.stripPrefix).length, basePathOf(config.upstreams[sh.upstream]!.urls[0]!)),
+      upstreamPath:
+        route.rewrite !== null || route.queryEdits !== null
+          ? rewritePath(routedTarget(route, sent, query, params), '', 0, basePathOf(config.upstreams[sh.upstream]!.urls[0]!))
+          : rewritePath(sent, query, stripOf(sh.stripPrefix).length, basePathOf(config.upstreams[sh.upstream]!.urls[0]!)),
       compares: { status: true, headers: sh.compare.headers, ignoreHeaders: sh.compare.ignoreHeaders, ignore: sh.compare.ignore, unordered: sh.compare.unordered },
     };
   }
@@ -79,7 +115,8 @@ export function explain(config: RouteTableConfig, method: string, target: string
     ...(shadow ? { shadow } : {}),
     outcome: 'proxy',
     normalizedPath: path,
-    route: { name: route.name, path: route.path, exact: route.exact, methods: route.methods ? [...route.methods] : 'any', host: route.config.host ?? null },
+    route: routeInfo,
+    ...shown,
     upstream: { name: route.upstream, urls: upstream.urls },
     ...(route.config.fallback ? { fallback: { name: route.config.fallback, upstreamPath: fallbackPathFor(route, sent, query) } } : {}),
     upstreamPath,

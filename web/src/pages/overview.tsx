@@ -53,7 +53,7 @@ const COLUMNS: Column<RouteRow>[] = [
 ];
 
 export function Overview(props: PageProps) {
-  const { data, error } = usePoll<Migration>('/migration', 5000, props);
+  const { data, error } = usePoll<Migration>('/migration?inventory=none', 5000, props);
   if (data === undefined) return <p class={error ? 'error' : 'muted'}>{error ?? 'Loading…'}</p>;
   const all24 = data.last24h.legacy + data.last24h.new;
   return (
