@@ -98,6 +98,7 @@ export class RouteMatcher {
   private readonly templates: TemplateNode | null;
   /** Only parse the Host header when some route needs it. */
   readonly usesHost: boolean;
+  private readonly hasConditions: boolean;
   readonly routes: readonly CompiledRoute[];
 
   /** `compiled`: the table's routes already compiled, in order (see `build`). */
@@ -108,6 +109,7 @@ export class RouteMatcher {
     }
     this.routes = compiled;
     this.usesHost = compiled.some((r) => r.host !== null);
+    this.hasConditions = compiled.some((r) => r.conditions !== null);
     let templates: TemplateNode | null = null;
     for (const r of compiled) {
       if (r.template !== null) {
@@ -146,7 +148,8 @@ export class RouteMatcher {
    * with conditions; captured parameters go to `out`.
    */
   match(method: string, host: string, path: string, headers: IncomingHttpHeaders = {}, query = '', out?: MatchOut): CompiledRoute | undefined {
-    const q: QueryCache = { raw: query, parsed: undefined };
+    // Only a table with header or query conditions reads them: the others allocate nothing here.
+    const q: QueryCache = this.hasConditions ? { raw: query, parsed: undefined } : NO_QUERY;
     if (out !== undefined) out.params = null;
     const exact = this.exact.get(path);
     if (exact) {
@@ -195,6 +198,9 @@ interface QueryCache {
   raw: string;
   parsed: Map<string, string> | undefined;
 }
+
+/** Shared by tables without conditions (never read). */
+const NO_QUERY: QueryCache = Object.freeze({ raw: '', parsed: undefined }) as QueryCache;
 
 /** First value of each query parameter, as sent (still percent-encoded); keys decoded. */
 function parseQuery(raw: string): Map<string, string> {
