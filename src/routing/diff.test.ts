@@ -73,6 +73,13 @@ routes: [ { name: y, path: /y, upstream: a } ]
     expect(summarize(d)).toEqual(['/api/orders: orders -> monolith']);
   });
 
+  test('a retired page and a template route: destinations in words, template routes compared by their own route', () => {
+    const before = table(`${BASE}  - { name: fax, path: /fax, upstream: monolith }\n  - { name: byId, path: "/api/orders/{id}", upstream: monolith }\n`);
+    const after = table(`${BASE}  - { name: fax, path: /fax, respond: { status: 410 } }\n  - { name: byId, path: "/api/orders/{id}", upstream: orders, rewrite: "/orders/{id}" }\n`);
+    const lines = summarize(diffTables(before, after));
+    expect(lines).toEqual(expect.arrayContaining(['/fax: monolith -> respond 410', '/api/orders/{id}: monolith -> orders', 'route changed: byId (rewrite)']));
+  });
+
   test('other route settings are reported by field name', () => {
     const after = table(BASE.replace('{ name: users, path: /api/users, upstream: users }', '{ name: users, path: /api/users, upstream: users, stripPrefix: /api, methods: [GET] }'));
     const lines = summarize(diffTables(table(BASE), after));
