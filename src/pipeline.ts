@@ -19,6 +19,8 @@ import { canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, routedT
 import { answerByRoute, editRequestHeaders } from './routing/actions';
 import type { CanaryState } from './canary/state';
 import type { ActiveTable } from './table';
+import type { RouteLimiter } from './ratelimit/route';
+import type { Decision } from './ratelimit/gcra';
 
 /** What the request path needs from the running gateway. */
 export interface PipelineHost {
@@ -207,6 +209,40 @@ export function createPipeline(host: PipelineHost): Pipeline {
     // A body larger than the route takes, by its declared length: refused before anything is sent upstream.
     if (r.maxBodyBytes !== null && Number(req.headers['content-length'] ?? 0) > r.maxBodyBytes) return rejectAndClose(res, state, 'PAYLOAD_TOO_LARGE');
     if (!prepareHeaders(req, state, r, table, identity, false)) return reject(res, state, 'UNSUPPORTED_TRANSFER_CODING');
+    const limiter = table.rateLimits.get(r.name);
+    if (limiter !== undefined) {
+      const d = limiter.decide(limiter.keyOf(req, state.userId));
+      if (!(d instanceof Promise)) {
+        if (!d.allowed) return rateLimited(res, state, limiter, d);
+      } else {
+        // A shared decision: the body waits unread meanwhile.
+        d.then(
+          (x) => {
+            if (state.settled || res.destroyed) return;
+            if (!x.allowed) return rateLimited(res, state, limiter, x);
+            forward(req, res, state, r, table, query, identity);
+          },
+          () => forward(req, res, state, r, table, query, identity),
+        );
+        return;
+      }
+    }
+    forward(req, res, state, r, table, query, identity);
+  }
+
+  function rateLimited(res: ServerResponse, state: RequestState, limiter: RouteLimiter, d: Decision): void {
+    host.metrics?.rateLimited(state.route!);
+    state.errorCode = 'RATE_LIMITED';
+    state.settled = true;
+    sendError(res, 'RATE_LIMITED', state.id, undefined, {
+      'retry-after': String(d.resetSeconds),
+      'ratelimit-policy': limiter.policyHeader,
+      ratelimit: `${limiter.policyHeader.slice(0, limiter.policyHeader.indexOf(';'))};r=0;t=${d.resetSeconds}`,
+    });
+  }
+
+  /** The proxying itself: the canary's side or the primary (with its shadow copy), through dispatch. */
+  function forward(req: IncomingMessage, res: ServerResponse, state: RequestState, r: CompiledRoute, table: ActiveTable, query: string, identity: Identity | undefined): void {
     const canary = table.canaries.get(r.name);
     let exchange: Exchange;
     if (canary !== undefined && canaryChosen(req, state, canary, identity)) {

@@ -9,6 +9,7 @@ import type { AccessLog } from './observability/accessLog';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
 import type { GatewayMetrics, MigrationCounts } from './observability/metrics';
 import { MigrationInsight } from './migration/insight';
+import type { SharedState } from './state/redis';
 import { saveTableFile } from './config/save';
 import { versionOf } from './config/version';
 import { readFile } from 'node:fs/promises';
@@ -53,6 +54,8 @@ export class Gateway implements PipelineHost, AdminControl {
   lastReloadError: ReloadError | undefined;
   /** Only with an admin port, the one place metrics can be read. */
   readonly metrics: GatewayMetrics | undefined;
+  /** State shared with other replicas (state.redis, read at start); undefined without it. */
+  readonly shared: SharedState | undefined;
   /** The migration's counts: only with an admin port (where they are read) and migration.count. */
   migration: MigrationInsight | undefined;
   /** The last RELOADS_KEPT reload attempts, newest last. */
@@ -96,6 +99,7 @@ export class Gateway implements PipelineHost, AdminControl {
       () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, state: u.breaker.state })),
       () => [...this.table.canaries.values()].map((c) => ({ route: c.route, percent: c.effectivePercent(), rolledBack: c.rolledBack !== undefined })),
       () => this.migrationCounts(),
+      () => (this.shared === undefined ? undefined : this.shared.status().redis === 'connected'),
     );
     const metrics = this.metrics;
     this.dispatchEvents = {
@@ -126,6 +130,7 @@ export class Gateway implements PipelineHost, AdminControl {
       },
       canaryEvents: {
         rolledBack: (route, details) => {
+          this.shared?.canaryEvent({ route, kind: 'rolled-back', at: Date.now(), reason: String(details.reason ?? ''), errorPercent: Number(details.errorPercent ?? 0), requests: Number(details.requests ?? 0) });
           metrics?.canaryRolledBack(route);
           this.log.warn({ route, ...details }, `canary of route ${route} rolled back: all its users go to the primary`);
         },
@@ -138,6 +143,22 @@ export class Gateway implements PipelineHost, AdminControl {
             }) as unknown as AuthBreaker)
           : undefined,
     };
+    // Replicas share canary decisions and rate-limit counters through Redis (loaded only when configured).
+    const redis = loaded.config.state?.redis;
+    this.shared =
+      redis === undefined
+        ? undefined
+        : new (loadSharedState().SharedState)(redis, {
+            canary: (e) => {
+              const c = this.table.canaries.get(e.route);
+              if (c === undefined) return;
+              c.adopt(e);
+              this.log.warn({ route: e.route, kind: e.kind, at: new Date(e.at).toISOString() }, `canary of route ${e.route} ${e.kind === 'reset' ? 'reset' : 'rolled back'} by another replica`);
+            },
+            availability: (up, detail) =>
+              up ? this.log.info({ redis: 'connected' }, 'shared state: Redis is reachable') : this.log.error({ redis: 'unavailable', detail }, 'shared state: Redis is unreachable; serving with the last shared state and local decisions'),
+          });
+    this.deps.sharedLimiter = this.shared;
     this.table = activate(loaded, this.deps);
     this.tableServed(loaded);
     this.metrics?.activeVersion(loaded.version);
@@ -235,6 +256,10 @@ export class Gateway implements PipelineHost, AdminControl {
     });
     if (this.reloadHistory.length > RELOADS_KEPT) this.reloadHistory.shift();
     return outcome;
+  }
+
+  sharedStatus(): { redis: 'connected' | 'unavailable'; detail: string } | undefined {
+    return this.shared?.status();
   }
 
   reloads(): ReloadRecord[] {
@@ -409,6 +434,7 @@ export class Gateway implements PipelineHost, AdminControl {
     const c = this.table.canaries.get(route);
     if (c === undefined) return false;
     c.reset();
+    this.shared?.canaryEvent({ route, kind: 'reset', at: Date.now() });
     this.log.info({ route }, `canary of route ${route} reset by an operator`);
     return true;
   }
@@ -500,6 +526,7 @@ export class Gateway implements PipelineHost, AdminControl {
     for (const upstream of this.table.upstreams.values()) upstream.close();
     for (const shadow of this.table.shadows.values()) shadow.close();
     this.table.auth?.stop();
+    this.shared?.close();
     this.loader.close();
     this.log.info('stopped');
     // Batches already handed to the files finish first, so the last lines land after them, in order
@@ -531,6 +558,10 @@ export interface ReloadRecord {
   changes?: string[];
   durationMs?: number;
   problems?: string[];
+}
+
+function loadSharedState(): typeof import('./state/redis') {
+  return require('./state/redis') as typeof import('./state/redis');
 }
 
 function loadMetrics(): typeof import('./observability/metrics') {

@@ -7,6 +7,7 @@ import { RouteMatcher } from './routing/compile';
 import { Authenticator, type AuthBreaker } from './auth';
 import { CanaryState, type CanaryEvents } from './canary/state';
 import { ShadowRoute, type ShadowEvents } from './shadow/route';
+import { RouteLimiter, type SharedLimiter } from './ratelimit/route';
 import { Upstream, type UpstreamEvents } from './upstream';
 
 /**
@@ -32,6 +33,8 @@ export interface ActiveTable {
   readonly shadows: ReadonlyMap<string, ShadowRoute>;
   /** Upstreams that count as the old system in the migration report. */
   readonly legacy: readonly string[];
+  /** Rate limits per route name (routes with one, or the table's default). */
+  readonly rateLimits: ReadonlyMap<string, RouteLimiter>;
 }
 
 /** `migration.legacy`, or by default the upstream of the route whose path is `/` (the catch-all is the monolith). */
@@ -48,6 +51,8 @@ export interface TableDeps {
   /** Makes the breaker that protects a forward-auth endpoint. */
   canaryEvents: CanaryEvents;
   shadowEvents: ShadowEvents;
+  /** Rate-limit decisions shared between replicas (Redis), when configured. */
+  sharedLimiter?: SharedLimiter | undefined;
   authBreaker(config: NonNullable<RouteTableConfig['auth']>): AuthBreaker | undefined;
 }
 
@@ -113,6 +118,7 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     canaries,
     shadows,
     legacy: legacyUpstreams(config),
+    rateLimits: rateLimitsOf(config, deps, previous),
   });
 }
 
@@ -133,4 +139,17 @@ const DEFAULT_IDENTITY_HEADERS = ['X-User-Id', 'X-User-Email', 'X-User-Roles', '
 
 function sameUpstream(a: UpstreamConfig, b: UpstreamConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Each proxied route's limiter (its own `rateLimit`, else the table's); kept across reloads while its settings are unchanged. */
+function rateLimitsOf(config: RouteTableConfig, deps: TableDeps, previous: ActiveTable | undefined): Map<string, RouteLimiter> {
+  const out = new Map<string, RouteLimiter>();
+  for (const r of config.routes) {
+    if (r.upstream === undefined || r.rateLimit === false) continue;
+    const rl = r.rateLimit ?? config.rateLimit;
+    if (rl === undefined) continue;
+    const kept = previous?.rateLimits.get(r.name);
+    out.set(r.name, kept && JSON.stringify(kept.config) === JSON.stringify(rl) ? kept : new RouteLimiter(r.name, rl, deps.sharedLimiter));
+  }
+  return out;
 }

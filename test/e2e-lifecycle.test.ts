@@ -284,7 +284,7 @@ upstreams: { none: { url: http://127.0.0.1:9 } }
 routes: [ { name: all, path: /, upstream: none } ]
 `);
     expect(loaded).toEqual(expect.arrayContaining(['http-proxy', 'opossum', 'pino']));
-    for (const name of ['yaml', 'zod', 'koa', 'koa-router', 'prom-client', 'jose', 'undici']) expect(loaded).not.toContain(name);
+    for (const name of ['yaml', 'zod', 'koa', 'koa-router', 'prom-client', 'jose', 'undici', 'ioredis']) expect(loaded).not.toContain(name);
   });
 
   test('a route with a shadow loads the copies\' HTTP client (undici), and only then', async () => {

@@ -52,6 +52,8 @@ export interface AdminControl {
   migrationReport(): Record<string, unknown> | undefined;
   inventory(): InventoryReport | undefined;
   reloads(): unknown[];
+  /** Redis (state.redis) reachability; undefined without it. */
+  sharedStatus(): { redis: 'connected' | 'unavailable'; detail: string } | undefined;
   tableText(): Promise<{ version: string; file: string; allowEdit: boolean; text: string }>;
   checkEdit(yaml: string): Promise<CandidateCheck>;
   applyEdit(yaml: string, baseVersion: string, by: string): Promise<EditOutcome>;
@@ -187,7 +189,9 @@ export function createAdminApp(control: AdminControl): Koa {
   router.get('/readyz', (ctx) => {
     const ready = !control.draining;
     ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ready' : 'draining', version: control.table.version };
+    // Redis away does not make the gateway unready: it serves with its last shared state and local decisions.
+    const shared = control.sharedStatus();
+    ctx.body = { status: ready ? 'ready' : 'draining', version: control.table.version, ...(shared === undefined ? {} : { state: shared }) };
   });
 
   // The listener keeps the address it was started with until a restart, so a reload may

@@ -136,6 +136,16 @@ export class CanaryState {
     this.nextStepAt = this.now() + this.config.stepEveryMs;
   }
 
+  /**
+   * Another replica's decision (shared state): a rollback is honoured here
+   * without being announced again; a reset clears this replica's window too.
+   */
+  adopt(e: { kind: 'rolled-back' | 'reset'; at: number; reason?: string; errorPercent?: number; requests?: number }): void {
+    if (e.kind === 'reset') return this.reset();
+    if (this.rolledBack !== undefined) return;
+    this.rolledBack = { reason: `${e.reason ?? 'rolled back'} (decided by another replica)`, at: new Date(e.at).toISOString(), errorPercent: e.errorPercent ?? 0, requests: e.requests ?? 0 };
+  }
+
   private healthy(): string | undefined {
     const rb = this.config.rollback;
     const canary = this.canaryWindow.stats();

@@ -269,6 +269,16 @@ export const RespondSchema = z.strictObject({
   contentType: z.string().min(1).default('text/plain; charset=utf-8'),
 });
 
+export const RateLimitSchema = z.strictObject({
+  /** Whose allowance: the signed-in user (the IP without one), the client IP, a header's value, or the whole route. */
+  key: z.union([z.enum(['user', 'ip', 'route']), z.string().regex(/^header:[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be user, ip, route or header:<Name>')]).default('user'),
+  /** Requests per window; a client may use its whole allowance at once. */
+  limit: int(1, 10_000_000),
+  windowMs: int(1, 86_400_000).default(60_000),
+  /** Extra requests allowed on top of `limit` in a burst. */
+  burst: int(0, 10_000_000).default(0),
+});
+
 export const RouteSchema = z.strictObject({
   name,
   /** A path prefix, an exact path, or a template (`/users/{id}`, `/files/{rest*}`, `{id:int}`). */
@@ -293,6 +303,8 @@ export const RouteSchema = z.strictObject({
   timeoutMs: int(1, 3_600_000).optional(),
   /** Request bodies larger than this get 413 (by Content-Length before proxying, or when a chunked body passes it). */
   maxBodyBytes: int(0, 1024 * 1024 * 1024).optional(),
+  /** Requests per client and window (429 beyond); `false` turns the table's default off for this route. */
+  rateLimit: z.union([RateLimitSchema, z.literal(false)]).optional(),
   /** Headers set or removed on the way to the upstream. */
   requestHeaders: HeaderEditsSchema.optional(),
   /** Headers set or removed on the answer. */
@@ -418,6 +430,18 @@ export const AuthSchema = z.strictObject({
   internalToken: InternalTokenSchema.default(() => InternalTokenSchema.parse({})),
 });
 
+export const StateSchema = z.strictObject({
+  /** Share canary rollbacks and resets, and rate-limit counters, between replicas. */
+  redis: z
+    .strictObject({
+      /** redis:// or rediss:// (use ${REDIS_URL}). */
+      url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+      keyPrefix: z.string().min(1).default('strangler:'),
+      connectTimeoutMs: int(100, 60_000).default(2_000),
+    })
+    .optional(),
+});
+
 export const MigrationSchema = z.strictObject({
   /** Upstream names that count as the old system; default: the upstream of the route whose path is `/`. */
   legacy: z.array(name).min(1).optional(),
@@ -439,6 +463,10 @@ export const RouteTableSchema = z.strictObject({
   routes: z.array(RouteSchema),
   /** Which upstreams are the old system, for the migration report and the legacy inventory. */
   migration: MigrationSchema.default(() => MigrationSchema.parse({})),
+  /** State shared between replicas (Redis). */
+  state: StateSchema.optional(),
+  /** The rate limit of every proxied route that sets none of its own. */
+  rateLimit: RateLimitSchema.optional(),
 });
 
 export type ServerConfig = z.infer<typeof ServerSchema>;
@@ -452,6 +480,8 @@ export type CanaryConfig = z.infer<typeof CanarySchema>;
 export type ShadowConfig = z.infer<typeof ShadowSchema>;
 export type MigrationConfig = z.infer<typeof MigrationSchema>;
 export type HeaderEdits = z.infer<typeof HeaderEditsSchema>;
+export type RateLimitConfig = z.infer<typeof RateLimitSchema>;
+export type StateConfig = z.infer<typeof StateSchema>;
 export type RedirectConfig = z.infer<typeof RedirectSchema>;
 export type RespondConfig = z.infer<typeof RespondSchema>;
 export type JwtConfig = z.infer<typeof JwtSchema>;

@@ -22,6 +22,7 @@ export const ErrorCatalogue = {
   UPSTREAM_HEADERS_TOO_LARGE: { status: 502, message: 'The upstream service answered with headers larger than the gateway accepts' },
   REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is larger than this route accepts' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests; try again later' },
   INTERNAL: { status: 500, message: 'The gateway failed to handle the request' },
 } as const;
 

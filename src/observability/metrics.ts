@@ -56,6 +56,7 @@ export class GatewayMetrics {
   private readonly shadowSkipped: Counter<'route' | 'reason'>;
   private readonly shadowDuration: FastHistogram;
   private readonly shadowFields: Counter<'route' | 'field'>;
+  private readonly rateLimitedTotal: Counter<'route'>;
 
   constructor(
     openConnections: () => Array<{ upstream: string; open: number }>,
@@ -63,6 +64,7 @@ export class GatewayMetrics {
     breakerStates: () => Array<{ upstream: string; state: 'closed' | 'open' | 'half-open' }>,
     canaryPercents: () => Array<{ route: string; percent: number; rolledBack: boolean }> = () => [],
     migration: () => MigrationCounts | undefined = () => undefined,
+    redisUp: () => boolean | undefined = () => undefined,
   ) {
     const registers = [this.registry];
     this.requests = new FastCounter('strangler_requests_total', 'Requests answered, by route, upstream and status class', this.registry);
@@ -162,6 +164,17 @@ export class GatewayMetrics {
         if (m.legacyTotal > listed) this.inc({ method: '*', template: 'other' }, m.legacyTotal - listed);
       },
     });
+    this.rateLimitedTotal = new Counter({ name: 'strangler_rate_limited_total', help: 'Requests refused with 429 by a route rate limit, by route', labelNames: ['route'], registers });
+    new Gauge({
+      name: 'strangler_redis_up',
+      help: '1 while the shared-state Redis (state.redis) is reachable, 0 while it is not; absent without state.redis',
+      registers,
+      collect() {
+        const up = redisUp();
+        this.reset();
+        if (up !== undefined) this.set(up ? 1 : 0);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'strangler_' });
     for (const outcome of ['applied', 'unchanged', 'failed']) this.reloads.inc({ outcome }, 0);
   }
@@ -222,6 +235,10 @@ export class GatewayMetrics {
     s.requests.value++;
     if (failed) s.failures.value++;
     this.canaryDuration.observe(s.duration, seconds);
+  }
+
+  rateLimited(route: string): void {
+    this.rateLimitedTotal.inc({ route });
   }
 
   shadowOutcome(route: string, outcome: string): void {

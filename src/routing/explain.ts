@@ -13,6 +13,8 @@ export interface Explanation {
   route?: { name: string; path: string; exact: boolean; methods: string[] | 'any'; host: string | null; kind: 'exact' | 'template' | 'prefix'; conditions: string[] };
   /** What the path template and the header and query conditions captured. */
   params?: Record<string, string>;
+  /** The route's rate limit (its own or the table's default). */
+  rateLimit?: { key: string; limit: number; windowMs: number; burst: number };
   /** Redirect routes: where to; fixed-answer routes: what. */
   redirect?: { status: number; location: string };
   respond?: { status: number; contentType: string; bodyBytes: number };
@@ -117,6 +119,7 @@ export function explain(config: RouteTableConfig, method: string, target: string
     normalizedPath: path,
     route: routeInfo,
     ...shown,
+    ...(route.config.rateLimit !== false && (route.config.rateLimit ?? config.rateLimit) !== undefined ? { rateLimit: (route.config.rateLimit || config.rateLimit)! } : {}),
     upstream: { name: route.upstream, urls: upstream.urls },
     ...(route.config.fallback ? { fallback: { name: route.config.fallback, upstreamPath: fallbackPathFor(route, sent, query) } } : {}),
     upstreamPath,

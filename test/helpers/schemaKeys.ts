@@ -15,6 +15,7 @@ interface Def {
   shape?: Record<string, ZodType>;
   element?: ZodType;
   valueType?: ZodType;
+  options?: ZodType[];
 }
 
 const def = (s: ZodType): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
@@ -43,6 +44,8 @@ function walk(schema: ZodType, prefix: string, out: string[]): void {
     }
   } else if (d.type === 'record' && d.valueType) walk(d.valueType, `${prefix}.<name>`, out);
   else if (d.type === 'array' && d.element) walk(d.element, `${prefix}[]`, out);
+  // `rateLimit: { … } | false`: the object's keys.
+  else if (d.type === 'union' && d.options) for (const option of d.options) walk(option, prefix, out);
 }
 
 export function routeTableKeys(): string[] {

@@ -1,0 +1,184 @@
+import type { Redis as RedisClient } from 'ioredis';
+import type { StateConfig } from '../config/schema';
+import type { Decision, Policy } from '../ratelimit/gcra';
+
+/**
+ * What replicas share through Redis (the only module that imports the
+ * client, loaded only when `state.redis` is set): canary rollbacks and
+ * resets, and rate-limit counters. Redis being away never fails a request:
+ * every call has a local answer, the outage is logged once and reported,
+ * and the shared state is resynchronised when Redis returns.
+ */
+
+/** A canary event as replicas exchange it: the newest one wins. */
+export interface CanaryEvent {
+  route: string;
+  kind: 'rolled-back' | 'reset';
+  /** ms since the epoch, set by the replica that decided. */
+  at: number;
+  reason?: string;
+  errorPercent?: number;
+  requests?: number;
+}
+
+export interface SharedStateEvents {
+  /** Another replica rolled a canary back or reset it (or the poll found it so). */
+  canary(event: CanaryEvent): void;
+  /** Redis became reachable or unreachable. */
+  availability(up: boolean, detail: string): void;
+}
+
+/** GCRA in one round trip: the TAT lives in Redis, the clock is Redis's own (replicas' clocks may differ). */
+const GCRA_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local nxt = tat + interval
+if nxt - now > tolerance + interval then
+  return {0, 0, math.ceil(tat - tolerance - now)}
+end
+redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
+return {1, math.floor((tolerance + interval - (nxt - now)) / interval), math.ceil(nxt - now)}
+`;
+
+/** Canary events are checked this often besides pub/sub: a missed message is caught within 2 s. */
+const POLL_MS = 1_000;
+
+type GcraClient = RedisClient & { gcra(key: string, interval: number, tolerance: number): Promise<[number, number, number]> };
+
+export class SharedState {
+  private readonly client: GcraClient;
+  private readonly subscriber: RedisClient;
+  private readonly prefix: string;
+  private readonly channel: string;
+  private readonly canaryKey: string;
+  private up = false;
+  private detail = 'connecting';
+  private readonly timer: NodeJS.Timeout;
+  /** The newest canary event seen per route (local or remote). */
+  private readonly seen = new Map<string, number>();
+  /** Local events Redis has not taken yet (it was away): sent when it returns. */
+  private readonly unsent = new Map<string, CanaryEvent>();
+
+  constructor(
+    config: NonNullable<StateConfig['redis']>,
+    private readonly events: SharedStateEvents,
+  ) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Redis } = require('ioredis') as typeof import('ioredis');
+    const options = {
+      connectTimeout: config.connectTimeoutMs,
+      // No queue while Redis is away: a call fails at once and the caller answers locally.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      enableAutoPipelining: true,
+      retryStrategy: (attempt: number) => Math.min(2_000, 100 * attempt),
+      lazyConnect: false,
+    };
+    this.client = new Redis(config.url, options) as GcraClient;
+    this.client.defineCommand('gcra', { numberOfKeys: 1, lua: GCRA_LUA });
+    this.subscriber = new Redis(config.url, { ...options, enableAutoPipelining: false });
+    this.prefix = config.keyPrefix;
+    this.channel = `${this.prefix}events`;
+    this.canaryKey = `${this.prefix}canary`;
+    this.client.on('ready', () => this.available(true, 'connected'));
+    this.client.on('error', (err: Error) => this.available(false, err.message));
+    this.client.on('end', () => this.available(false, 'connection closed'));
+    this.client.on('close', () => this.available(false, 'connection closed'));
+    this.subscriber.on('error', () => undefined);
+    this.subscriber.on('ready', () => void this.subscriber.subscribe(this.channel).catch(() => undefined));
+    this.subscriber.on('message', (_channel: string, message: string) => this.received(message));
+    this.timer = setInterval(() => void this.poll(), POLL_MS);
+    this.timer.unref();
+  }
+
+  /** For /readyz and /metrics. */
+  status(): { redis: 'connected' | 'unavailable'; detail: string } {
+    return { redis: this.up ? 'connected' : 'unavailable', detail: this.detail };
+  }
+
+  private available(up: boolean, detail: string): void {
+    if (up === this.up) return;
+    this.up = up;
+    this.detail = detail;
+    this.events.availability(up, detail);
+    if (up) {
+      // Back: what happened here meanwhile goes out, what happened elsewhere comes in.
+      for (const e of this.unsent.values()) void this.publish(e);
+      this.unsent.clear();
+      void this.poll();
+    }
+  }
+
+  /** A canary event decided here: stored (newest wins) and announced to the other replicas. */
+  canaryEvent(e: CanaryEvent): void {
+    this.seen.set(e.route, e.at);
+    if (!this.up) {
+      this.unsent.set(e.route, e);
+      return;
+    }
+    void this.publish(e);
+  }
+
+  private async publish(e: CanaryEvent): Promise<void> {
+    try {
+      await this.client.hset(this.canaryKey, e.route, JSON.stringify(e));
+      await this.client.publish(this.channel, JSON.stringify(e));
+    } catch {
+      this.unsent.set(e.route, e);
+    }
+  }
+
+  private received(message: string): void {
+    let e: CanaryEvent;
+    try {
+      e = JSON.parse(message) as CanaryEvent;
+    } catch {
+      return;
+    }
+    this.adopt(e);
+  }
+
+  /** Applies a remote event if it is newer than what this replica knows. */
+  private adopt(e: CanaryEvent): void {
+    if (typeof e.route !== 'string' || typeof e.at !== 'number' || (e.kind !== 'rolled-back' && e.kind !== 'reset')) return;
+    if ((this.seen.get(e.route) ?? 0) >= e.at) return;
+    this.seen.set(e.route, e.at);
+    this.events.canary(e);
+  }
+
+  private async poll(): Promise<void> {
+    if (!this.up) return;
+    try {
+      const all = await this.client.hgetall(this.canaryKey);
+      for (const value of Object.values(all)) this.received(value);
+    } catch {
+      // The error event reports it.
+    }
+  }
+
+  /**
+   * A rate-limit decision shared by every replica; undefined when Redis is
+   * away (the caller decides locally).
+   */
+  async take(key: string, p: Policy): Promise<Decision | undefined> {
+    if (!this.up) return undefined;
+    const interval = p.windowMs / p.limit;
+    const tolerance = interval * (p.limit + p.burst - 1);
+    try {
+      const [allowed, remaining, ms] = await this.client.gcra(`${this.prefix}rl:${key}`, interval, tolerance);
+      return { allowed: allowed === 1, remaining, resetSeconds: Math.max(allowed === 1 ? 0 : 1, Math.ceil(ms / 1000)) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.client.disconnect();
+    this.subscriber.disconnect();
+  }
+}
