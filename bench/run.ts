@@ -3,12 +3,14 @@
  * on one machine, in one run. Loopback only; every process it starts is
  * stopped; a few minutes at most.
  *
- *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only] [--shadow-only] [--migration-only]
+ *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only] [--shadow-only] [--migration-only] [--replicas-only]
  *
  * --shadow-only measures the rows of the parallel run's targets alone (bare,
  * full, full + shadow 10% and 100%), for working on the shadow path;
  * --migration-only those of migration counting (bare, full, full with
- * counting off). Neither writes bench/results/latest.json.
+ * counting off); --replicas-only those of rate limits and Redis (a
+ * redis-server is started when installed). None of these writes
+ * bench/results/latest.json.
  *
  * BENCH_NODE_FLAGS='--flag …' starts Strangler with these Node flags instead of npm start's.
  */
@@ -31,6 +33,11 @@ const SCALE_ONLY = args.includes('--scale-only');
 /** Only the rows the parallel run's targets compare. */
 const SHADOW_ONLY = args.includes('--shadow-only');
 const SHADOW_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full + shadow 10%', 'Strangler full + shadow 100%']);
+/** Only the rows the replicas' targets compare (rate limits, Redis). */
+const REPLICAS_ONLY = args.includes('--replicas-only');
+const REPLICA_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full + rate limit (local)', 'Strangler full + Redis shared state', 'Strangler full + rate limit (Redis)']);
+/** The bench's redis-server (rows with state.redis), on the load generator's core. */
+let REDIS_PORT = 0;
 /** Only the rows the migration counting target compares. */
 const MIGRATION_ONLY = args.includes('--migration-only');
 const MIGRATION_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full, migration counting off']);
@@ -312,8 +319,9 @@ ${routes(n, '/api/hello')}
 `;
 
 /** `shadowPercent`: the measured route also copies this share of its (primary-side) requests to the shadow upstream, a second server. */
-const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }, counting = true) => `
-log: { access: ${join(WORK, 'access.log')} }${counting ? '' : '\nmigration: { count: false }'}
+/** `extra`: `redis` adds state.redis (the bench's redis-server), `limit` a rate limit on the measured route that never refuses. */
+const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }, counting = true, extra: { redis?: boolean; limit?: boolean } = {}) => `
+log: { access: ${join(WORK, 'access.log')} }${counting ? '' : '\nmigration: { count: false }'}${extra.redis ? `\nstate: { redis: { url: "redis://127.0.0.1:${REDIS_PORT}" } }` : ''}
 admin: { port: ${adminPort} }
 upstreams:
   app: { url: http://127.0.0.1:${up}, breaker: { minRequests: 20 } }
@@ -322,7 +330,7 @@ upstreams:
 auth:
   jwt: { secret: "\${JWT_SECRET}", issuer: portal }
 routes:
-${routes(1000, '/api/hello', `, auth: required, canary: { upstream: app2, percent: 50, sticky: cookie }${shadow === undefined ? '' : `, shadow: { upstream: shadow, percent: ${shadow.percent} }`}`)}
+${routes(1000, '/api/hello', `, auth: required, canary: { upstream: app2, percent: 50, sticky: cookie }${shadow === undefined ? '' : `, shadow: { upstream: shadow, percent: ${shadow.percent} }`}${extra.limit ? ', rateLimit: { key: user, limit: 10000000, windowMs: 1000 }' : ''}`)}
 `;
 
 function scenarios(withNginx: boolean): Scenario[] {
@@ -363,6 +371,9 @@ function scenarios(withNginx: boolean): Scenario[] {
       path: '/api/hello',
       start: async (up) => strangler(fullYaml(up, await freePort(), undefined, false), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
     },
+    { name: 'Strangler full + rate limit (local)', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { limit: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
+    { name: 'Strangler full + Redis shared state', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { redis: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
+    { name: 'Strangler full + rate limit (Redis)', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { redis: true, limit: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
     {
       name: 'Strangler full + shadow 10%',
       path: '/api/hello',
@@ -506,13 +517,34 @@ function recordCostNs(): Array<{ label: string; ns: number }> {
   });
 }
 
+/** One local rate-limit decision with its key, in process (2 million calls). */
+function limiterCostNs(): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { RouteLimiter } = require(join(DIST, 'src', 'ratelimit', 'route.js')) as typeof import('../src/ratelimit/route');
+  const l = new RouteLimiter('hit', { key: 'user', limit: 10_000_000, windowMs: 1000, burst: 0 }, undefined);
+  const req = { headers: { 'x-forwarded-for': '127.0.0.1' }, socket: { remoteAddress: '127.0.0.1' } } as unknown as import('node:http').IncomingMessage;
+  for (let i = 0; i < 200_000; i++) l.decide(l.keyOf(req, `user-${i % 100}`));
+  const n = 2_000_000;
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) l.decide(l.keyOf(req, `user-${i % 100}`));
+  return Number(process.hrtime.bigint() - t) / n;
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
   const up = await startUpstream();
   // The shadow rows' new service: a second server of the same kind, on the upstream's core.
   const shadowUp = await startUpstream();
-  const list = scenarios(NGINX !== undefined).filter((s) => (!SHADOW_ONLY || SHADOW_ROWS.has(s.name)) && (!MIGRATION_ONLY || MIGRATION_ROWS.has(s.name)));
+  const HAS_REDIS = has('redis-server');
+  const list = scenarios(NGINX !== undefined).filter(
+    (s) => (!SHADOW_ONLY || SHADOW_ROWS.has(s.name)) && (!MIGRATION_ONLY || MIGRATION_ROWS.has(s.name)) && (!REPLICAS_ONLY || REPLICA_ROWS.has(s.name)) && (HAS_REDIS || !s.name.includes('Redis')),
+  );
+  if (HAS_REDIS) {
+    REDIS_PORT = await freePort();
+    start(LOAD_CPU, 'redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+    await new Promise((r) => setTimeout(r, 300));
+  }
   const samples = new Map<string, Sample[]>(list.map((s) => [s.name, []]));
   process.stdout.write(
     `Strangler benchmark: ${ROUNDS} round(s) x ${DURATION}s, ${CONNECTIONS} connections, load generator ${HAS_WRK ? 'wrk' : 'autocannon (wrk not installed)'}, upstream ${up.kind}\n` +
@@ -522,7 +554,9 @@ async function main(): Promise<void> {
       `machine: ${cpuModel()}, ${execFileSync('nproc').toString().trim()} CPUs, Node ${process.version}\n`,
   );
   for (let round = 1; round <= (SCALE_ONLY ? 0 : ROUNDS); round++) {
-    for (const s of list) {
+    // The order turns each round: no row always runs first (a cold start) or last (a warm, or throttled, machine).
+    for (let k = 0; k < list.length; k++) {
+      const s = list[(k + round - 1) % list.length]!;
       const sample = await measure(s, up.port, shadowUp.port, DURATION);
       samples.get(s.name)!.push(sample);
       process.stdout.write(`  round ${round} ${s.name}: ${Math.round(sample.rps)} req/s, p99 ${sample.p99.toFixed(2)} ms, ${sample.cpuUs.toFixed(1)} µs CPU/request\n`);
@@ -540,7 +574,7 @@ async function main(): Promise<void> {
     const cpuUs = median(xs.map((x) => x.cpuUs));
     return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
   });
-  const scale = SHADOW_ONLY || MIGRATION_ONLY ? undefined : await scaleChecks(up.port);
+  const scale = SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY ? undefined : await scaleChecks(up.port);
   await stop(up.child);
   await stop(shadowUp.child);
 
@@ -577,6 +611,13 @@ async function main(): Promise<void> {
       ['full CPU µs/request ≤ 1.03 × counting off', fmt(full.cpuUs / off.cpuUs, 3), full.cpuUs / off.cpuUs <= 1.03],
     );
   }
+  // Issue #19: rate limits and Redis, against full in the same run.
+  const rlLocal = rows.find((r) => r.scenario === 'Strangler full + rate limit (local)');
+  const redisOn = rows.find((r) => r.scenario === 'Strangler full + Redis shared state');
+  const rlRedis = rows.find((r) => r.scenario === 'Strangler full + rate limit (Redis)');
+  if (rlLocal) targets.push(['full + rate limit (local) ≥ 0.95 × full req/s', fmt(rlLocal.rps / full.rps, 2), rlLocal.rps / full.rps >= 0.95]);
+  if (redisOn) targets.push(['full + Redis shared state ≥ 0.97 × full req/s', fmt(redisOn.rps / full.rps, 2), redisOn.rps / full.rps >= 0.97]);
+  if (rlRedis) targets.push(['full + rate limit (Redis) ≥ 0.85 × full req/s', fmt(rlRedis.rps / full.rps, 2), rlRedis.rps / full.rps >= 0.85]);
   // Issue #16: the parallel run's cost, against the same configuration without a shadow.
   const s10 = rows.find((r) => r.scenario === 'Strangler full + shadow 10%');
   const s100 = rows.find((r) => r.scenario === 'Strangler full + shadow 100%');
@@ -589,11 +630,12 @@ async function main(): Promise<void> {
       ['full + shadow 100% peak RSS ≤ full + 128 MB', `${fmt(s100.peakRssMb - full.peakRssMb)} MB more`, s100.peakRssMb <= full.peakRssMb + 128],
     );
   }
-  md += `\n| target (issues #7, #16, #17, #18) | this run | met |\n|---|---|---|\n`;
+  md += `\n| target (issues #7, #16, #17, #18, #19) | this run | met |\n|---|---|---|\n`;
   for (const [name, value, met] of targets) md += `| ${name} | ${value} | ${met ? 'yes' : 'no'} |\n`;
+  if (rlLocal) md += `\nthe rate limiter alone, in process: ${limiterCostNs().toFixed(0)} ns per request (key, GCRA decision)\n`;
   if (off) md += `\nmigration counting alone, in process (${recordCostNs().map((x) => `${x.label}: ${x.ns.toFixed(0)} ns`).join(', ')} per request)\n`;
   process.stdout.write(`\n${md}`);
-  if (SHADOW_ONLY || MIGRATION_ONLY) return;
+  if (SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY) return;
   const out = join(ROOT, 'bench', 'results', 'latest.json');
   execFileSync('mkdir', ['-p', join(ROOT, 'bench', 'results')]);
   writeFileSync(
