@@ -65,6 +65,8 @@ state: { redis: { url: ${redis.url}, keyPrefix: "test:${process.pid}:" } }
 upstreams: { app: { url: ${up.url} }, next: { url: ${canary.url} } }
 routes:
   - { name: limited, path: /limited, upstream: app, rateLimit: { key: route, limit: 20, windowMs: 60000 } }
+  - { name: big, path: /big, upstream: app, rateLimit: { key: route, limit: 200, windowMs: 600000 } }
+  - { name: wide, path: /wide, upstream: app, rateLimit: { key: route, limit: 2000, windowMs: 600000 } }
   - name: orders
     path: /orders
     upstream: app
@@ -86,6 +88,24 @@ routes:
     for (let i = 0; i < 60; i++) if ((await send((i % 2 ? a : b).port, '/limited')).status === 200) allowed++;
     expect(allowed).toBeGreaterThanOrEqual(20);
     expect(allowed).toBeLessThanOrEqual(22);
+  });
+
+  test('a large allowance is leased a twentieth at a time: one Redis round trip per lease, and still never more than the limit over both', async () => {
+    const before = (await redis.calls('evalsha')) + (await redis.calls('eval'));
+    let allowed = 0;
+    for (let i = 0; i < 300; i++) if ((await send((i % 2 ? a : b).port, '/big')).status === 200) allowed++;
+    const trips = (await redis.calls('evalsha')) + (await redis.calls('eval')) - before;
+    expect(allowed).toBeLessThanOrEqual(200);
+    expect(allowed).toBeGreaterThanOrEqual(180);
+    expect(trips).toBeLessThanOrEqual(40);
+  });
+
+  test('concurrent requests of one key share one lease request (they do not each take a lease and burn the allowance)', async () => {
+    const before = (await redis.calls('evalsha')) + (await redis.calls('eval'));
+    const statuses = await Promise.all(Array.from({ length: 50 }, () => send(a.port, '/wide').then((r) => r.status)));
+    const trips = (await redis.calls('evalsha')) + (await redis.calls('eval')) - before;
+    expect(statuses.every((x) => x === 200)).toBe(true);
+    expect(trips).toBeLessThanOrEqual(2);
   });
 
   test('a canary failing through one replica is rolled back on both; a reset on one reaches the other', async () => {

@@ -1,6 +1,6 @@
 import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
-import type { Decision, Policy } from '../ratelimit/gcra';
+import type { Policy } from '../ratelimit/gcra';
 
 /**
  * What replicas share through Redis (the only module that imports the
@@ -28,26 +28,34 @@ export interface SharedStateEvents {
   availability(up: boolean, detail: string): void;
 }
 
-/** GCRA in one round trip: the TAT lives in Redis, the clock is Redis's own (replicas' clocks may differ). */
+/**
+ * GCRA in one round trip, for up to ARGV[3] requests at once (a lease): as
+ * many as fit are granted and the TAT moves by that many intervals. The TAT
+ * lives in Redis and the clock is Redis's own (replicas' clocks may differ).
+ * Returns {granted, remaining after, ms until the next one is allowed}.
+ */
 const GCRA_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local nxt = tat + interval
-if nxt - now > tolerance + interval then
+local fit = math.floor((tolerance + interval - (tat - now)) / interval)
+if fit < 1 then
   return {0, 0, math.ceil(tat - tolerance - now)}
 end
+local granted = math.min(want, fit)
+local nxt = tat + granted * interval
 redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
-return {1, math.floor((tolerance + interval - (nxt - now)) / interval), math.ceil(nxt - now)}
+return {granted, fit - granted, math.ceil(nxt - now)}
 `;
 
 /** Canary events are checked this often besides pub/sub: a missed message is caught within 2 s. */
 const POLL_MS = 1_000;
 
-type GcraClient = RedisClient & { gcra(key: string, interval: number, tolerance: number): Promise<[number, number, number]> };
+type GcraClient = RedisClient & { gcra(key: string, interval: number, tolerance: number, want: number): Promise<[number, number, number]> };
 
 export class SharedState {
   private readonly client: GcraClient;
@@ -161,16 +169,17 @@ export class SharedState {
   }
 
   /**
-   * A rate-limit decision shared by every replica; undefined when Redis is
-   * away (the caller decides locally).
+   * Up to `want` requests of a key's shared allowance, granted at once (a
+   * lease the caller spends locally); undefined when Redis is away (the
+   * caller decides locally). `granted: 0` is a refusal.
    */
-  async take(key: string, p: Policy): Promise<Decision | undefined> {
+  async lease(key: string, p: Policy, want: number): Promise<{ granted: number; remaining: number; resetSeconds: number } | undefined> {
     if (!this.up) return undefined;
     const interval = p.windowMs / p.limit;
     const tolerance = interval * (p.limit + p.burst - 1);
     try {
-      const [allowed, remaining, ms] = await this.client.gcra(`${this.prefix}rl:${key}`, interval, tolerance);
-      return { allowed: allowed === 1, remaining, resetSeconds: Math.max(allowed === 1 ? 0 : 1, Math.ceil(ms / 1000)) };
+      const [granted, remaining, ms] = await this.client.gcra(`${this.prefix}rl:${key}`, interval, tolerance, want);
+      return { granted, remaining, resetSeconds: Math.max(granted > 0 ? 0 : 1, Math.ceil(ms / 1000)) };
     } catch {
       return undefined;
     }

@@ -37,6 +37,30 @@ export class TestRedis {
     });
   }
 
+  /** One inline command's raw reply (INFO, CONFIG…), read until the server pauses. */
+  command(line: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let got = '';
+      const s = connect(this.port, '127.0.0.1', () => s.write(`${line}\r\n`));
+      s.on('data', (d) => {
+        got += d.toString();
+        // A bulk reply ($len\r\n…\r\n) is whole once its length is in.
+        const m = /^\$(\d+)\r\n/.exec(got);
+        if (m && Buffer.byteLength(got) >= m[0].length + Number(m[1]) + 2) {
+          s.destroy();
+          resolve(got);
+        }
+      });
+      s.on('error', reject);
+    });
+  }
+
+  /** How many times Redis ran a command since start (INFO commandstats). */
+  async calls(command: string): Promise<number> {
+    const info = await this.command('INFO commandstats');
+    return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
+  }
+
   async stop(): Promise<void> {
     const c = this.child;
     if (c === undefined || c.exitCode !== null) return;
