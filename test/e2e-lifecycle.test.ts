@@ -269,7 +269,8 @@ describe('what the running gateway loads', () => {
     try {
       expect((await send(gw.port, '/_gw/health')).status).toBe(200);
       gw.child.kill('SIGUSR2');
-      await until(() => existsSync(out), 5000);
+      // Written on SIGUSR2: the file may exist a moment before its lines are in.
+      await until(() => existsSync(out) && readFileSync(out, 'utf8').endsWith('\n'), 5000);
       return readFileSync(out, 'utf8').trim().split('\n');
     } finally {
       gw.child.kill('SIGTERM');
