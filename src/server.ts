@@ -134,7 +134,10 @@ export class Gateway implements PipelineHost, AdminControl {
           metrics?.canaryRolledBack(route);
           this.log.warn({ route, ...details }, `canary of route ${route} rolled back: all its users go to the primary`);
         },
-        stepped: (route, percent) => this.log.info({ route, percent }, `canary of route ${route} ramped to ${percent}%`),
+        stepped: (route, percent, step, nextStepAt) => {
+          this.shared?.canaryEvent({ route, kind: 'ramp', at: Date.now(), step, nextStepAt });
+          this.log.info({ route, percent }, `canary of route ${route} ramped to ${percent}%`);
+        },
       },
       authBreaker: (auth) =>
         auth.forward
@@ -153,7 +156,8 @@ export class Gateway implements PipelineHost, AdminControl {
               const c = this.table.canaries.get(e.route);
               if (c === undefined) return;
               c.adopt(e);
-              this.log.warn({ route: e.route, kind: e.kind, at: new Date(e.at).toISOString() }, `canary of route ${e.route} ${e.kind === 'reset' ? 'reset' : 'rolled back'} by another replica`);
+              if (e.kind === 'ramp') this.log.info({ route: e.route, step: e.step }, `canary of route ${e.route} ramped by another replica`);
+              else this.log.warn({ route: e.route, kind: e.kind, at: new Date(e.at).toISOString() }, `canary of route ${e.route} ${e.kind === 'reset' ? 'reset' : 'rolled back'} by another replica`);
             },
             availability: (up, detail) =>
               up ? this.log.info({ redis: 'connected' }, 'shared state: Redis is reachable') : this.log.error({ redis: 'unavailable', detail }, 'shared state: Redis is unreachable; serving with the last shared state and local decisions'),

@@ -67,6 +67,7 @@ routes:
   - { name: limited, path: /limited, upstream: app, rateLimit: { key: route, limit: 20, windowMs: 60000 } }
   - { name: big, path: /big, upstream: app, rateLimit: { key: route, limit: 200, windowMs: 600000 } }
   - { name: wide, path: /wide, upstream: app, rateLimit: { key: route, limit: 2000, windowMs: 600000 } }
+  - { name: ramped, path: /ramped, upstream: app, canary: { upstream: next, percent: 100, steps: [1, 10, 50, 100], stepEveryMs: 600000 } }
   - name: orders
     path: /orders
     upstream: app
@@ -127,6 +128,21 @@ routes:
     await send(a.port, '/orders', { headers: { 'x-user': 'u9' } });
     expect(a.gw.table.canaries.get('orders')!.rolledBack).toBeUndefined();
     canaryFails = false;
+  });
+
+  test('the ramp position is shared: a step taken on one replica is taken on the other, and only forward', async () => {
+    const ca = a.gw.table.canaries.get('ramped')!;
+    const cb = b.gw.table.canaries.get('ramped')!;
+    expect(cb.describe().ramp).toMatchObject({ step: 0, current: 1 });
+    a.gw.shared!.canaryEvent({ route: 'ramped', kind: 'ramp', at: Date.now(), step: 2, nextStepAt: Date.now() + 600_000 });
+    await until(() => (cb.describe().ramp as { step: number }).step === 2, 2000);
+    expect(cb.effectivePercent()).toBe(50);
+    expect(b.logs.lines.some((l) => l.msg === 'canary of route ramped ramped by another replica')).toBe(true);
+    // An older, lower step does not take it back.
+    a.gw.shared!.canaryEvent({ route: 'ramped', kind: 'ramp', at: Date.now(), step: 1, nextStepAt: Date.now() + 600_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((cb.describe().ramp as { step: number }).step).toBe(2);
+    expect(ca).toBeDefined();
   });
 
   test('Redis going away fails no request: both keep serving with local decisions, /readyz says so and stays ready; it resynchronises when Redis returns', async () => {

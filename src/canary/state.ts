@@ -17,7 +17,8 @@ export interface CanaryDecision {
 
 export interface CanaryEvents {
   rolledBack(route: string, details: Record<string, unknown>): void;
-  stepped(route: string, percent: number): void;
+  /** The ramp went up a step (`step`: its index; `nextStepAt`: when the next one may come, ms since the epoch). */
+  stepped(route: string, percent: number, step: number, nextStepAt: number): void;
 }
 
 export const BUCKETS = 10_000;
@@ -140,8 +141,17 @@ export class CanaryState {
    * Another replica's decision (shared state): a rollback is honoured here
    * without being announced again; a reset clears this replica's window too.
    */
-  adopt(e: { kind: 'rolled-back' | 'reset'; at: number; reason?: string; errorPercent?: number; requests?: number }): void {
+  adopt(e: { kind: 'rolled-back' | 'reset' | 'ramp'; at: number; reason?: string; errorPercent?: number; requests?: number; step?: number; nextStepAt?: number }): void {
     if (e.kind === 'reset') return this.reset();
+    if (e.kind === 'ramp') {
+      // A ramp only goes up (a reset takes it back to the start): another replica's step is taken when it is ahead.
+      const steps = this.config.steps;
+      if (steps === undefined || e.step === undefined || e.step <= this.step || e.step >= steps.length) return;
+      this.step = e.step;
+      if (e.nextStepAt !== undefined) this.nextStepAt = e.nextStepAt;
+      this.paused = undefined;
+      return;
+    }
     if (this.rolledBack !== undefined) return;
     this.rolledBack = { reason: `${e.reason ?? 'rolled back'} (decided by another replica)`, at: new Date(e.at).toISOString(), errorPercent: e.errorPercent ?? 0, requests: e.requests ?? 0 };
   }
@@ -178,7 +188,7 @@ export class CanaryState {
       }
       this.paused = undefined;
       this.step++;
-      this.events.stepped(this.route, Math.min(steps[this.step]!, this.config.percent));
+      this.events.stepped(this.route, Math.min(steps[this.step]!, this.config.percent), this.step, this.nextStepAt);
     }
   }
 

@@ -13,12 +13,20 @@ import type { Policy } from '../ratelimit/gcra';
 /** A canary event as replicas exchange it: the newest one wins. */
 export interface CanaryEvent {
   route: string;
-  kind: 'rolled-back' | 'reset';
+  kind: 'rolled-back' | 'reset' | 'ramp';
   /** ms since the epoch, set by the replica that decided. */
   at: number;
   reason?: string;
   errorPercent?: number;
   requests?: number;
+  /** Ramp events: the step reached, and when the next may come. */
+  step?: number;
+  nextStepAt?: number;
+}
+
+/** Rollback and reset of a route replace each other; its ramp position is kept apart. */
+function slot(e: CanaryEvent): string {
+  return e.kind === 'ramp' ? `${e.route}:ramp` : e.route;
 }
 
 export interface SharedStateEvents {
@@ -123,9 +131,9 @@ export class SharedState {
 
   /** A canary event decided here: stored (newest wins) and announced to the other replicas. */
   canaryEvent(e: CanaryEvent): void {
-    this.seen.set(e.route, e.at);
+    this.seen.set(slot(e), e.at);
     if (!this.up) {
-      this.unsent.set(e.route, e);
+      this.unsent.set(slot(e), e);
       return;
     }
     void this.publish(e);
@@ -133,10 +141,10 @@ export class SharedState {
 
   private async publish(e: CanaryEvent): Promise<void> {
     try {
-      await this.client.hset(this.canaryKey, e.route, JSON.stringify(e));
+      await this.client.hset(this.canaryKey, slot(e), JSON.stringify(e));
       await this.client.publish(this.channel, JSON.stringify(e));
     } catch {
-      this.unsent.set(e.route, e);
+      this.unsent.set(slot(e), e);
     }
   }
 
@@ -152,9 +160,9 @@ export class SharedState {
 
   /** Applies a remote event if it is newer than what this replica knows. */
   private adopt(e: CanaryEvent): void {
-    if (typeof e.route !== 'string' || typeof e.at !== 'number' || (e.kind !== 'rolled-back' && e.kind !== 'reset')) return;
-    if ((this.seen.get(e.route) ?? 0) >= e.at) return;
-    this.seen.set(e.route, e.at);
+    if (typeof e.route !== 'string' || typeof e.at !== 'number' || (e.kind !== 'rolled-back' && e.kind !== 'reset' && e.kind !== 'ramp')) return;
+    if ((this.seen.get(slot(e)) ?? 0) >= e.at) return;
+    this.seen.set(slot(e), e.at);
     this.events.canary(e);
   }
 
