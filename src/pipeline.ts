@@ -208,10 +208,11 @@ export function createPipeline(host: PipelineHost): Pipeline {
     if (r.action !== 'proxy') return answerByRoute(res, state, r, query);
     // A body larger than the route takes, by its declared length: refused before anything is sent upstream.
     if (r.maxBodyBytes !== null && Number(req.headers['content-length'] ?? 0) > r.maxBodyBytes) return rejectAndClose(res, state, 'PAYLOAD_TOO_LARGE');
-    if (!prepareHeaders(req, state, r, table, identity, false)) return reject(res, state, 'UNSUPPORTED_TRANSFER_CODING');
     const limiter = table.rateLimits.get(r.name);
+    const headerKey = limiter?.headerKeyOf(req);
+    if (!prepareHeaders(req, state, r, table, identity, false)) return reject(res, state, 'UNSUPPORTED_TRANSFER_CODING');
     if (limiter !== undefined) {
-      const d = limiter.decide(limiter.keyOf(req, state.userId));
+      const d = limiter.decide(limiter.keyOf(req, state.userId, headerKey));
       if (!(d instanceof Promise)) {
         if (!d.allowed) return rateLimited(res, state, limiter, d);
       } else {

@@ -45,6 +45,27 @@ routes:
   });
 });
 
+describe('rate-limit keys are read from what the client sent', () => {
+  test('key: header:Authorization still tells clients apart on a route that does not forward credentials; no header falls back to the IP', async () => {
+    const up = await startUpstream();
+    const gw = await startGateway(`
+upstreams: { app: { url: ${up.url} } }
+routes:
+  - { name: api, path: /api, upstream: app, forwardCredentials: false, rateLimit: { key: "header:Authorization", limit: 1, windowMs: 60000 } }
+`);
+    try {
+      expect((await send(gw.port, '/api', { headers: { authorization: 'Bearer one' } })).status).toBe(200);
+      expect((await send(gw.port, '/api', { headers: { authorization: 'Bearer one' } })).status).toBe(429);
+      expect((await send(gw.port, '/api', { headers: { authorization: 'Bearer two' } })).status).toBe(200);
+      expect((await send(gw.port, '/api')).status).toBe(200);
+      expect(up.received[0]!.headers.authorization).toBeUndefined();
+    } finally {
+      await gw.stop();
+      await up.close();
+    }
+  });
+});
+
 describe('two replicas sharing one Redis', () => {
   const redis = new TestRedis();
   let up: Upstream;

@@ -45,6 +45,10 @@ routes:
   - { name: old-report, path: "/reports/{year:int}/summary.html", redirect: { to: "/reports/{year}", status: 301 } }
   - { name: old-help, path: /help, redirect: { to: "https://help.example.com/start", status: 308, dropQuery: true } }
   - { name: fax, path: /fax, respond: { status: 410, body: '{"error":"the fax service was retired in 2024"}', contentType: application/json } }
+  # Captured values are data (review findings): an off-site redirect, path traversal, query injection.
+  - { name: old-any, path: "/old/{rest*}", redirect: { to: "/{rest}" } }
+  - { name: item, path: /item, exact: true, match: { query: { id: "{id}" } }, upstream: users, rewrite: "/items/{id}", query: { remove: [id] } }
+  - { name: tag, path: "/tag/{t}", upstream: users, rewrite: /tags, query: { set: { name: "{t}" } } }
   # Limits.
   - { name: upload, path: /upload, upstream: monolith, maxBodyBytes: 1000 }
   - { name: quick, path: /quick, upstream: slow, timeoutMs: 100 }
@@ -97,6 +101,16 @@ routes:
     expect(json(fax).error).toContain('retired');
     expect(explain(gw.gw.table.config, 'GET', '/reports/2019/summary.html?print=1', {})).toMatchObject({ outcome: 'redirect', status: 301, redirect: { location: '/reports/2019?print=1' } });
     expect(explain(gw.gw.table.config, 'GET', '/fax', {})).toMatchObject({ outcome: 'respond', status: 410 });
+  });
+
+  test('captured values stay data: no off-site redirect from an empty segment, no path traversal or query injection from a query value or a segment', async () => {
+    const r = await send(gw.port, '/old/;x/evil.com');
+    expect(r.status).toBe(302);
+    expect(r.headers.location).toBe('/evil.com');
+    await send(gw.port, '/item?id=../../admin/delete?x=1');
+    expect(users.received.at(-1)!.url).toBe('/svc/items/..%2F..%2Fadmin%2Fdelete%3Fx%3D1');
+    await send(gw.port, '/tag/x&admin=true?a=1');
+    expect(users.received.at(-1)!.url).toBe('/svc/tags?a=1&name=x%26admin%3Dtrue');
   });
 
   test('413 before proxying for a declared length over maxBodyBytes; a chunked body is cut off with 413 when it passes it', async () => {

@@ -52,14 +52,26 @@ export class RouteLimiter {
     this.leaseSize = Math.max(1, Math.floor((config.limit + config.burst) / LEASE_SHARE));
   }
 
-  /** The client's key: its verified user (else its IP), its IP, a header's value, or the route as a whole. */
-  keyOf(req: IncomingMessage, userId: string | undefined): string {
+  /**
+   * A `header:<Name>` key's value, read from the client's own headers before
+   * the gateway edits them (credentials may be dropped, edits applied).
+   */
+  headerKeyOf(req: IncomingMessage): string | undefined {
+    if (this.header === undefined) return undefined;
+    const v = req.headers[this.header];
+    const value = Array.isArray(v) ? v[0] : v;
+    return value === undefined || value === '' ? undefined : `h:${value}`;
+  }
+
+  /**
+   * The client's key: its verified user (else its IP), its IP, a header's
+   * value (else its IP), or the route as a whole. Called once the gateway has
+   * set X-Forwarded-For, so a client cannot choose its IP.
+   */
+  keyOf(req: IncomingMessage, userId: string | undefined, headerKey?: string): string {
     const k = this.config.key;
     if (k === 'route') return 'route';
-    if (this.header !== undefined) {
-      const v = req.headers[this.header];
-      return `h:${Array.isArray(v) ? v[0] : (v ?? '')}`;
-    }
+    if (this.header !== undefined && headerKey !== undefined) return headerKey;
     if (k === 'user' && userId !== undefined) return `u:${userId}`;
     return `ip:${clientIp(req)}`;
   }

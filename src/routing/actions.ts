@@ -14,7 +14,9 @@ export function answerByRoute(res: ServerResponse, state: RequestState, r: Compi
   state.settled = true;
   const extra = r.responseHeaderEdits;
   if (r.redirect !== null) {
-    const to = fill(r.redirect.target, state.params ?? new Map()) + (r.redirect.dropQuery || query === '' ? '' : query);
+    let to = fill(r.redirect.target, state.params ?? new Map()) + (r.redirect.dropQuery || query === '' ? '' : query);
+    // A target written as a path stays on this site: `//host` or `/\host` would be another one.
+    if (r.redirect.to.startsWith('/') && /^\/[/\\]/.test(to)) to = `/${to.replace(/^[/\\]+/, '')}`;
     const headers = ['Location', to, 'Content-Length', '0', 'Cache-Control', r.redirect.status === 301 || r.redirect.status === 308 ? 'max-age=3600' : 'no-store', 'X-Request-Id', state.id];
     if (extra !== null) editResponseHeaders(headers, extra, state);
     res.writeHead(r.redirect.status, headers);

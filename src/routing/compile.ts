@@ -252,7 +252,8 @@ function conditionsHold(conditions: readonly Condition[], headers: IncomingHttpH
     }
     const plain = c.kind === 'query' ? safeDecode(value) : value;
     if (plain === '' || (t.check !== null && !t.check(plain))) return false;
-    params.set(t.param, c.kind === 'header' ? encodeURIComponent(value) : value);
+    // Captured values go into paths and queries: encoded once, whatever the client sent (`../`, `?`, `&` stay data).
+    params.set(t.param, encodeURIComponent(plain));
   }
   return true;
 }
@@ -476,7 +477,8 @@ export function editQuery(query: string, edits: QueryEdits, params: ReadonlyMap<
   const pairs = query.length > 1 ? query.slice(1).split('&') : [];
   const out: string[] = [];
   const placed = new Set<string>();
-  const setValue = new Map(edits.set.map(([k, v]) => [k, fill(v, params)]));
+  // A filled value is data: characters that would end it or start another parameter are encoded (`%` is left, values are already encoded).
+  const setValue = new Map(edits.set.map(([k, v]) => [k, fill(v, params).replace(/[&=+# ]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)]));
   for (const pair of pairs) {
     if (pair === '') continue;
     const eq = pair.indexOf('=');

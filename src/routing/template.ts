@@ -214,7 +214,10 @@ export function matchTemplate(t: PathTemplate, segments: readonly string[], into
       continue;
     }
     if (s.rest) {
-      into.set(s.param, segments.slice(i).join('/'));
+      // Empty segments inside the rest (a `;param` segment reads as one when matching) are dropped:
+      // a rest never starts with `/`, so `/{rest}` can never become `//host` (a redirect off-site).
+      const rest = segments.slice(i);
+      into.set(s.param, rest.filter((seg, k) => seg !== '' || k === rest.length - 1).join('/'));
       return true;
     }
     const v = segments[i]!;

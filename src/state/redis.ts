@@ -90,6 +90,8 @@ export class SharedState {
       // No queue while Redis is away: a call fails at once and the caller answers locally.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
+      // A Redis that accepts but does not answer must not hold requests: past this the caller decides locally.
+      commandTimeout: 250,
       enableAutoPipelining: true,
       retryStrategy: (attempt: number) => Math.min(2_000, 100 * attempt),
       lazyConnect: false,
