@@ -163,6 +163,11 @@ export class Gateway implements PipelineHost, AdminControl {
               up ? this.log.info({ redis: 'connected' }, 'shared state: Redis is reachable') : this.log.error({ redis: 'unavailable', detail }, 'shared state: Redis is unreachable; serving with the last shared state and local decisions'),
           });
     this.deps.sharedLimiter = this.shared;
+    if (this.shared !== undefined) {
+      this.shared.countsSource = () => [...this.table.canaries.values()].map((c) => ({ route: c.route, ...c.localCounts() }));
+      const shared = this.shared;
+      this.deps.sharedCounts = (route) => shared.remoteCounts(route);
+    }
     this.table = activate(loaded, this.deps);
     this.tableServed(loaded);
     this.metrics?.activeVersion(loaded.version);

@@ -51,6 +51,8 @@ export interface TableDeps {
   /** Makes the breaker that protects a forward-auth endpoint. */
   canaryEvents: CanaryEvents;
   shadowEvents: ShadowEvents;
+  /** Other replicas' canary-side counts per route (Redis), when configured. */
+  sharedCounts?: ((route: string) => { requests: number; failures: number }) | undefined;
   /** Rate-limit decisions shared between replicas (Redis), when configured. */
   sharedLimiter?: SharedLimiter | undefined;
   authBreaker(config: NonNullable<RouteTableConfig['auth']>): AuthBreaker | undefined;
@@ -102,7 +104,11 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     // The canary and the parallel run meet here: the gate reads the shadow's agreement.
     const agreement = shadow === undefined ? undefined : () => shadow.agreement();
     const same = kept && kept.primary === r.upstream && JSON.stringify(kept.config) === JSON.stringify(r.canary) && (r.canary.gate === undefined || previous?.shadows.get(r.name) === shadow);
-    canaries.set(r.name, same ? kept : new CanaryState(r.name, r.upstream, r.canary, deps.canaryEvents, Date.now, agreement));
+    const state = same ? kept : new CanaryState(r.name, r.upstream, r.canary, deps.canaryEvents, Date.now, agreement);
+    // Replicas sharing state judge a rollback on the fleet's counts.
+    const shared = deps.sharedCounts;
+    if (shared !== undefined) state.remoteCounts = () => shared(r.name);
+    canaries.set(r.name, state);
   }
   return Object.freeze({
     version: loaded.version,

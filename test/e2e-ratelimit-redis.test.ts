@@ -88,6 +88,10 @@ routes:
   - { name: limited, path: /limited, upstream: app, rateLimit: { key: route, limit: 20, windowMs: 60000 } }
   - { name: big, path: /big, upstream: app, rateLimit: { key: route, limit: 200, windowMs: 600000 } }
   - { name: wide, path: /wide, upstream: app, rateLimit: { key: route, limit: 2000, windowMs: 600000 } }
+  - name: judged
+    path: /judged
+    upstream: app
+    canary: { upstream: next, percent: 100, sticky: header:X-User, rollback: { maxErrorPercent: 10, minRequests: 6, windowMs: 60000 } }
   - { name: ramped, path: /ramped, upstream: app, canary: { upstream: next, percent: 100, steps: [1, 10, 50, 100], stepEveryMs: 600000 } }
   - name: orders
     path: /orders
@@ -149,6 +153,20 @@ routes:
     await send(a.port, '/orders', { headers: { 'x-user': 'u9' } });
     expect(a.gw.table.canaries.get('orders')!.rolledBack).toBeUndefined();
     canaryFails = false;
+  });
+
+  test('the rollback rule judges the fleet\'s window: failures split over two replicas, neither past minRequests alone, roll the canary back', async () => {
+    canaryFails = true;
+    for (let i = 0; i < 4; i++) await send(a.port, '/judged', { headers: { 'x-user': `j${i}` } });
+    for (let i = 0; i < 4; i++) await send(b.port, '/judged', { headers: { 'x-user': `k${i}` } });
+    expect(a.gw.table.canaries.get('judged')!.rolledBack).toBeUndefined();
+    expect(b.gw.table.canaries.get('judged')!.rolledBack).toBeUndefined();
+    // Once the counts have been exchanged (every second), the next failure on either side sees 9 of 9 failed.
+    await new Promise((r) => setTimeout(r, 2200));
+    await send(a.port, '/judged', { headers: { 'x-user': 'j9' } });
+    canaryFails = false;
+    expect(a.gw.table.canaries.get('judged')!.rolledBack).toMatchObject({ requests: 9 });
+    await until(() => b.gw.table.canaries.get('judged')!.rolledBack !== undefined, 2000);
   });
 
   test('the ramp position is shared: a step taken on one replica is taken on the other, and only forward', async () => {

@@ -117,7 +117,7 @@ export class CanaryState {
     this.canaryWindow.record(failed, ms);
     const rb = this.config.rollback;
     if (rb === undefined || this.rolledBack || !failed) return;
-    const s = this.canaryWindow.stats();
+    const s = this.judged();
     if (s.requests >= rb.minRequests && s.errorPercent > rb.maxErrorPercent) {
       this.rolledBack = { reason: `canary error rate ${s.errorPercent}% over ${s.requests} requests exceeds ${rb.maxErrorPercent}%`, at: new Date(this.now()).toISOString(), errorPercent: s.errorPercent, requests: s.requests };
       this.events.rolledBack(this.route, { ...this.rolledBack, canary: this.config.upstream, windowMs: rb.windowMs });
@@ -135,6 +135,25 @@ export class CanaryState {
     this.step = 0;
     this.paused = undefined;
     this.nextStepAt = this.now() + this.config.stepEveryMs;
+  }
+
+  /** Other replicas' canary-side counts over their windows (shared state), summed; set by the gateway. */
+  remoteCounts: (() => { requests: number; failures: number }) | undefined = undefined;
+
+  /** This replica's canary-side window, plus the other replicas' when they are shared: what the rollback rule judges. */
+  private judged(): { requests: number; errorPercent: number } {
+    const local = this.canaryWindow.stats();
+    const remote = this.remoteCounts?.();
+    if (remote === undefined || remote.requests === 0) return local;
+    const requests = local.requests + remote.requests;
+    const failures = local.failures + remote.failures;
+    return { requests, errorPercent: Math.round((failures / requests) * 10_000) / 100 };
+  }
+
+  /** This replica's canary-side counts, for the other replicas. */
+  localCounts(): { requests: number; failures: number } {
+    const s = this.canaryWindow.stats();
+    return { requests: s.requests, failures: s.failures };
   }
 
   /**

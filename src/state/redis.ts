@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
 import type { Policy } from '../ratelimit/gcra';
@@ -74,6 +75,10 @@ export class SharedState {
   private up = false;
   private detail = 'connecting';
   private readonly timer: NodeJS.Timeout;
+  /** This replica's id in the shared counts. */
+  private readonly replica = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+  /** Other replicas' canary-side counts per route, as last read (with when each was written). */
+  private remote = new Map<string, Array<{ requests: number; failures: number; at: number }>>();
   /** The newest canary event seen per route (local or remote). */
   private readonly seen = new Map<string, number>();
   /** Local events Redis has not taken yet (it was away): sent when it returns. */
@@ -173,9 +178,55 @@ export class SharedState {
     try {
       const all = await this.client.hgetall(this.canaryKey);
       for (const value of Object.values(all)) this.received(value);
+      await this.exchangeCounts();
     } catch {
       // The error event reports it.
     }
+  }
+
+  /** Canary routes whose counts this replica shares, and where it reads them (set by the gateway). */
+  countsSource: (() => Array<{ route: string; requests: number; failures: number }>) | undefined = undefined;
+
+  /**
+   * Once a second: this replica's canary-side window counts go to Redis (one
+   * hash per route, a field per replica, expiring), and the others' are read:
+   * the rollback rule judges the fleet's window, not one replica's share of it.
+   */
+  private async exchangeCounts(): Promise<void> {
+    const mine = this.countsSource?.() ?? [];
+    const next = new Map<string, Array<{ requests: number; failures: number; at: number }>>();
+    const now = Date.now();
+    for (const c of mine) {
+      const key = `${this.prefix}counts:${c.route}`;
+      await this.client.hset(key, this.replica, JSON.stringify({ requests: c.requests, failures: c.failures, at: now }));
+      await this.client.pexpire(key, 10_000);
+      const all = await this.client.hgetall(key);
+      const others: Array<{ requests: number; failures: number; at: number }> = [];
+      for (const [replica, value] of Object.entries(all)) {
+        if (replica === this.replica) continue;
+        try {
+          const v = JSON.parse(value) as { requests: number; failures: number; at: number };
+          // A replica that stopped writing (gone) stops counting after 3 s.
+          if (now - v.at <= 3_000) others.push(v);
+        } catch {
+          // Not ours.
+        }
+      }
+      next.set(c.route, others);
+    }
+    this.remote = next;
+  }
+
+  /** The other replicas' canary-side counts for a route (zero without Redis, or while it is away). */
+  remoteCounts(route: string): { requests: number; failures: number } {
+    if (!this.up) return { requests: 0, failures: 0 };
+    let requests = 0;
+    let failures = 0;
+    for (const v of this.remote.get(route) ?? []) {
+      requests += v.requests;
+      failures += v.failures;
+    }
+    return { requests, failures };
   }
 
   /**
