@@ -482,13 +482,8 @@ export function editQuery(query: string, edits: QueryEdits, params: ReadonlyMap<
   for (const pair of pairs) {
     if (pair === '') continue;
     const eq = pair.indexOf('=');
-    const key = eq === -1 ? pair : pair.slice(0, eq);
-    let name = key;
-    try {
-      name = decodeURIComponent(key.replace(/\+/g, ' '));
-    } catch {
-      // A malformed escape: compared as written.
-    }
+    // A malformed escape is compared as written.
+    const name = safeDecode(eq === -1 ? pair : pair.slice(0, eq));
     if (!edits.remove.has(name)) {
       out.push(pair);
       continue;
