@@ -4,15 +4,11 @@ import type { Duplex } from 'node:stream';
 import type { AdminControl, CandidateCheck, EditOutcome, ReloadError, ReloadOutcome } from './admin/app';
 import type { LoadedTable } from './config/load';
 import { formatProblem, type ConfigProblem } from './config/problem';
-import { TableWatcher } from './config/watch';
 import type { AccessLog } from './observability/accessLog';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
 import type { GatewayMetrics, MigrationCounts } from './observability/metrics';
 import { MigrationInsight } from './migration/insight';
 import type { SharedState } from './state/redis';
-import { saveTableFile } from './config/save';
-import { versionOf } from './config/version';
-import { readFile } from 'node:fs/promises';
 import { createPipeline, type PipelineHost } from './pipeline';
 import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
@@ -20,6 +16,9 @@ import { UpstreamBreaker } from './resilience/breaker';
 import { RouteMatcher } from './routing/compile';
 import { activate, retiredShadows, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
 import { TableLoader } from './tableLoader';
+import { TableControl, type ReloadRecord, type ReloadTrigger } from './tableControl';
+
+export type { ReloadRecord, ReloadTrigger };
 
 export interface GatewayOptions {
   /** Route table file. */
@@ -35,6 +34,8 @@ export interface GatewayOptions {
   logFormat?: 'json' | 'pretty';
   /** Log destinations (tests capture logs here). */
   logOutputs?: LogOutputs;
+  /** Set in a worker of server.workers: the table its primary loaded. */
+  worker?: { table: LoadedTable };
 }
 
 export class ConfigError extends Error {
@@ -51,27 +52,21 @@ export class ConfigError extends Error {
 export class Gateway implements PipelineHost, AdminControl {
   table: ActiveTable;
   draining = false;
-  lastReloadError: ReloadError | undefined;
   /** Only with an admin port, the one place metrics can be read. */
   readonly metrics: GatewayMetrics | undefined;
   /** State shared with other replicas (state.redis, read at start); undefined without it. */
   readonly shared: SharedState | undefined;
   /** The migration's counts: only with an admin port (where they are read) and migration.count. */
   migration: MigrationInsight | undefined;
-  /** The last RELOADS_KEPT reload attempts, newest last. */
-  private readonly reloadHistory: ReloadRecord[] = [];
-  /** YAML texts of recently served versions: what a console edit was based on, to show what changed since. */
-  private readonly recentTexts = new Map<string, string>();
   /** Breaker state changes since start (the last TRANSITIONS_KEPT), and instance ejections per upstream. */
   private readonly breakerTransitions: Array<{ at: string; upstream: string; from: string; to: string }> = [];
   private readonly ejections = new Map<string, number>();
   private admin: Server | undefined;
   readonly dispatchEvents: DispatchEvents;
   private readonly deps: TableDeps;
-  private watcher: TableWatcher | undefined;
-  private readonly loader: TableLoader;
-  private loaded: LoadedTable;
-  private reloadQueue: Promise<unknown> = Promise.resolve();
+  /** The route table's owner: this process, unless it is a worker of server.workers (its primary owns it). */
+  private readonly control: TableControl | undefined;
+  private readonly loader: TableLoader | undefined;
   readonly log: Logger;
   readonly accessLog: AccessLog | null;
   private readonly loggers: Loggers;
@@ -84,10 +79,9 @@ export class Gateway implements PipelineHost, AdminControl {
   private constructor(
     loaded: LoadedTable,
     private readonly options: GatewayOptions,
-    loader: TableLoader,
+    loader: TableLoader | undefined,
   ) {
     this.loader = loader;
-    this.loaded = loaded;
     const logConfig = options.logFormat ? { ...loaded.config.log, format: options.logFormat } : loaded.config.log;
     this.loggers = createLoggers(logConfig, options.logOutputs);
     this.log = this.loggers.root;
@@ -170,7 +164,8 @@ export class Gateway implements PipelineHost, AdminControl {
     }
     this.table = activate(loaded, this.deps);
     this.tableServed(loaded);
-    this.metrics?.activeVersion(loaded.version);
+    this.control = loader === undefined ? undefined : new TableControl(options.configPath, loader, loaded, this, this.log, this.metrics);
+    if (this.control === undefined) this.metrics?.activeVersion(loaded.version);
     const s = loaded.config.server;
     this.server = createServer({
       maxHeaderSize: s.maxHeaderBytes,
@@ -193,6 +188,12 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
+    if (options.worker !== undefined) {
+      // A worker of server.workers: its primary read and checked the table, and owns watch, reload and the admin API.
+      const gw = new Gateway(options.worker.table, options, undefined);
+      await gw.listen();
+      return gw;
+    }
     const loader = new TableLoader(options.env ?? process.env);
     const result = await loader.load(options.configPath, undefined);
     if (!result.ok) {
@@ -204,7 +205,7 @@ export class Gateway implements PipelineHost, AdminControl {
     const gw = new Gateway(result.table, options, loader);
     await gw.listen();
     await gw.listenAdmin();
-    gw.watch();
+    gw.control?.watch();
     return gw;
   }
 
@@ -225,60 +226,21 @@ export class Gateway implements PipelineHost, AdminControl {
     this.log.info({ port: this.adminPort, host: cfg.host, auth: cfg.token ? 'bearer token required' : 'none (loopback only)' }, 'admin API listening');
   }
 
-  private watch(): void {
-    const r = this.table.config.reload;
-    if (!r.watch) return;
-    this.watcher = new TableWatcher(this.options.configPath, () => void this.reload('watch'), r.debounceMs, r.pollIntervalMs);
-    this.watcher.start();
-  }
-
   get adminPort(): number | undefined {
     return this.admin ? (this.admin.address() as AddressInfo).port : undefined;
-  }
-
-  /**
-   * Re-reads the route table file. A valid new version is swapped in atomically
-   * (each request keeps the table it started with); an invalid one changes
-   * nothing but the reported error. Never throws.
-   */
-  reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
-    return this.serially(async () => this.remember(trigger, await this.reloadNow(trigger)));
-  }
-
-  /** One reload or console edit at a time, in the order they were asked for. */
-  private serially<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.reloadQueue.then(work);
-    this.reloadQueue = next.catch(() => undefined);
-    return next;
-  }
-
-  /** Keeps a reload attempt in the history (GET /reloads). */
-  private remember(trigger: ReloadTrigger, outcome: ReloadOutcome, by?: string): ReloadOutcome {
-    this.reloadHistory.push({
-      at: new Date().toISOString(),
-      trigger,
-      ...(by === undefined ? {} : { by }),
-      outcome: outcome.outcome,
-      version: outcome.version,
-      ...(outcome.outcome === 'applied' ? { previousVersion: outcome.previousVersion, changes: outcome.changes, durationMs: outcome.durationMs } : {}),
-      ...(outcome.outcome === 'failed' ? { problems: outcome.problems.map(formatProblem) } : {}),
-    });
-    if (this.reloadHistory.length > RELOADS_KEPT) this.reloadHistory.shift();
-    return outcome;
   }
 
   sharedStatus(): { redis: 'connected' | 'unavailable'; detail: string } | undefined {
     return this.shared?.status();
   }
 
-  reloads(): ReloadRecord[] {
-    return [...this.reloadHistory].reverse();
+  async metricsText(): Promise<{ contentType: string; text: string } | undefined> {
+    const m = this.metrics;
+    return m === undefined ? undefined : { contentType: m.registry.contentType, text: await m.text() };
   }
 
-  /** A table was swapped in: the migration counts follow its settings, its text is kept for edit conflicts. */
+  /** A table was swapped in: the migration counts follow its settings. */
   private tableServed(loaded: LoadedTable): void {
-    this.recentTexts.set(loaded.version, loaded.text);
-    if (this.recentTexts.size > TEXTS_KEPT) this.recentTexts.delete(this.recentTexts.keys().next().value as string);
     const m = loaded.config.migration;
     if (loaded.config.admin === undefined || !m.count) {
       this.migration = undefined;
@@ -326,97 +288,59 @@ export class Gateway implements PipelineHost, AdminControl {
     return this.migration?.inventoryReport();
   }
 
-  /** The route table as the console shows it: the served text with literal secrets masked. */
-  async tableText(): Promise<{ version: string; file: string; allowEdit: boolean; text: string }> {
-    const loaded = this.loaded;
-    return { version: loaded.version, file: this.options.configPath, allowEdit: this.table.config.admin?.allowEdit === true, text: await this.loader.maskSecrets(loaded.text) };
+  reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
+    return this.owned().reload(trigger);
   }
 
-  /** Validates an edit (its masked secrets put back from the served text) and summarises its changes. */
-  async checkEdit(text: string): Promise<CandidateCheck> {
-    const restored = await this.loader.restoreSecrets(text, this.loaded.text, '<edit>');
-    if (!restored.ok) return { valid: false, problems: restored.problems };
-    return this.checkCandidate(restored.text);
+  reloads(): ReloadRecord[] {
+    return this.owned().reloads();
+  }
+
+  get lastReloadError(): ReloadError | undefined {
+    return this.control?.lastReloadError;
+  }
+
+  tableText(): Promise<{ version: string; file: string; allowEdit: boolean; text: string }> {
+    return this.owned().tableText();
+  }
+
+  checkEdit(text: string): Promise<CandidateCheck> {
+    return this.owned().checkEdit(text);
+  }
+
+  applyEdit(text: string, baseVersion: string, by: string): Promise<EditOutcome> {
+    return this.owned().applyEdit(text, baseVersion, by);
+  }
+
+  checkCandidate(yaml: string): Promise<CandidateCheck> {
+    return this.owned().checkCandidate(yaml);
+  }
+
+  /** The table's owner; a worker of server.workers has none (its primary owns the table). */
+  private owned(): TableControl {
+    if (this.control === undefined) throw new Error('this gateway is a worker: its primary owns the route table');
+    return this.control;
   }
 
   /**
-   * Saves a console edit to the route table file and reloads it. Refused when
-   * the edit is based on another version than the one served, or the file
-   * changed on disk since it was loaded (the answer says what changed).
+   * Swaps in a new table version, already validated (by the table's owner:
+   * this process, or the primary). The matcher is compiled a slice of routes
+   * per event-loop turn; the swap itself is one synchronous step, and each
+   * request keeps the table it started with. false: not applied (shutting down).
    */
-  applyEdit(text: string, baseVersion: string, by: string): Promise<EditOutcome> {
-    return this.serially(() => this.applyEditNow(text, baseVersion, by));
-  }
-
-  private async applyEditNow(text: string, baseVersion: string, by: string): Promise<EditOutcome> {
-    const admin = this.table.config.admin;
-    if (admin?.allowEdit !== true) return { outcome: 'read-only' };
-    const file = this.options.configPath;
-    const current = this.loaded;
-    const onDisk = await readFile(file, 'utf8').catch(() => undefined);
-    if (baseVersion !== current.version || (onDisk !== undefined && onDisk !== current.text)) {
-      const theirs = onDisk ?? current.text;
-      const baseText = this.recentTexts.get(baseVersion);
-      let changes: string[] = [];
-      if (baseText !== undefined) {
-        const diff = await this.loader.text(theirs, file, { version: baseVersion, source: file, text: baseText, config: current.config });
-        changes = diff.ok ? (diff.changes ?? []) : ['the file on disk is not a valid route table now'];
-      }
-      return { outcome: 'conflict', version: onDisk !== undefined && onDisk !== current.text ? versionOf(onDisk) : current.version, changes, knownBase: baseText !== undefined };
-    }
-    const restored = await this.loader.restoreSecrets(text, current.text, file);
-    if (!restored.ok) return { outcome: 'invalid', problems: restored.problems };
-    const candidate = await this.loader.text(restored.text, file, current);
-    if (!candidate.ok) return { outcome: 'invalid', problems: candidate.problems };
-    const { historyFile } = await saveTableFile(file, restored.text, admin.historySize);
-    const result = this.remember('console', await this.reloadNow('console'), by);
-    if (result.outcome === 'applied') this.log.info({ by, version: result.version, previousVersion: result.previousVersion, changes: result.changes, history: historyFile }, `route table edited in the console by ${by}`);
-    return { outcome: 'saved', reload: result };
-  }
-
-  private async reloadNow(trigger: string): Promise<ReloadOutcome> {
-    const started = performance.now();
+  async apply(loaded: LoadedTable): Promise<boolean> {
+    if (this.draining) return false;
     const current = this.table;
-    // Parsing, validation and the change summary run on a worker thread: traffic keeps flowing meanwhile.
-    const result = await this.loader.load(this.options.configPath, this.loaded);
-    // Shutting down: a late reload must not build pools and breakers that nobody will close.
-    if (this.draining) return { outcome: 'unchanged', version: current.version };
-    if (!result.ok) {
-      this.lastReloadError = { at: new Date().toISOString(), trigger, problems: result.problems };
-      this.metrics?.reload('failed');
-      this.log.error({ trigger, version: current.version, problems: result.problems.map(formatProblem) }, `route table rejected, still serving version ${current.version}`);
-      return { outcome: 'failed', version: current.version, problems: result.problems };
-    }
-    this.lastReloadError = undefined;
-    if (result.table.version === current.version) {
-      this.metrics?.reload('unchanged');
-      this.log.debug({ trigger, version: current.version }, 'route table unchanged');
-      return { outcome: 'unchanged', version: current.version };
-    }
-    // The matcher is compiled a slice of routes per event-loop turn (the table itself arrived in
-    // parts): traffic is served between slices, and the swap below is one synchronous step.
-    const matcher = await RouteMatcher.build(result.table.config);
-    if (this.draining) return { outcome: 'unchanged', version: current.version };
-    const next = activate(result.table, this.deps, current, matcher);
-    const changes = result.changes ?? [];
+    const matcher = await RouteMatcher.build(loaded.config);
+    if (this.draining) return false;
+    const next = activate(loaded, this.deps, current, matcher);
     this.table = next;
-    this.loaded = result.table;
-    this.tableServed(result.table);
+    this.tableServed(loaded);
     this.metrics?.tableChanged();
-    this.metrics?.activeVersion(next.version);
-    this.metrics?.reload('applied');
     for (const upstream of retiredUpstreams(current, next)) upstream.retire();
     for (const shadow of retiredShadows(current, next)) shadow.close();
     if (current.auth !== next.auth) current.auth?.stop();
-    const durationMs = Math.round((performance.now() - started) * 10) / 10;
-    this.log.info({ trigger, version: next.version, previousVersion: current.version, changes, durationMs }, `route table applied: ${changes.length ? changes.join('; ') : 'no routing change'}`);
-    return { outcome: 'applied', version: next.version, previousVersion: current.version, changes, durationMs };
-  }
-
-  async checkCandidate(yaml: string): Promise<CandidateCheck> {
-    const result = await this.loader.text(yaml, '<candidate>', this.loaded);
-    if (!result.ok) return { valid: false, problems: result.problems };
-    return { valid: true, version: result.table.version, changes: result.changes ?? [] };
+    return true;
   }
 
   canaryStates(): Array<Record<string, unknown>> {
@@ -509,7 +433,7 @@ export class Gateway implements PipelineHost, AdminControl {
 
   private async drainAndClose(): Promise<void> {
     this.draining = true;
-    this.watcher?.stop();
+    this.control?.stop();
     const timeoutMs = this.table.config.server.drainTimeoutMs;
     this.log.info({ inFlight: this.inFlight, timeoutMs }, 'draining');
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -536,7 +460,7 @@ export class Gateway implements PipelineHost, AdminControl {
     for (const shadow of this.table.shadows.values()) shadow.close();
     this.table.auth?.stop();
     this.shared?.close();
-    this.loader.close();
+    this.loader?.close();
     this.log.info('stopped');
     // Batches already handed to the files finish first, so the last lines land after them, in order
     // (bounded: a stdout pipe nobody reads must not hold the stop).
@@ -547,27 +471,8 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 }
 
-/** Reload attempts kept for GET /reloads. */
-const RELOADS_KEPT = 50;
 /** Breaker state changes kept for GET /upstreams. */
 const TRANSITIONS_KEPT = 100;
-/** Served versions whose text is kept, to tell a console edit based on one of them what changed since. */
-const TEXTS_KEPT = 20;
-
-export type ReloadTrigger = 'watch' | 'SIGHUP' | 'api' | 'console';
-
-export interface ReloadRecord {
-  at: string;
-  trigger: ReloadTrigger;
-  /** Who asked (console edits): the admin token's name. */
-  by?: string;
-  outcome: ReloadOutcome['outcome'];
-  version: string;
-  previousVersion?: string;
-  changes?: string[];
-  durationMs?: number;
-  problems?: string[];
-}
 
 function loadSharedState(): typeof import('./state/redis') {
   return require('./state/redis') as typeof import('./state/redis');

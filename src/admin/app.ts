@@ -5,7 +5,6 @@ import Router from 'koa-router';
 import { formatProblem, type ConfigProblem } from '../config/problem';
 import { SECRET_KEY } from '../config/secretKeys';
 import type { RouteTableConfig } from '../config/schema';
-import type { GatewayMetrics } from '../observability/metrics';
 import type { ActiveTable } from '../table';
 import type { InventoryReport } from '../migration/insight';
 import { serveConsole } from './console';
@@ -29,31 +28,38 @@ export type EditOutcome =
 
 export type CandidateCheck = { valid: true; version: string; changes: string[] } | { valid: false; problems: ConfigProblem[] };
 
-/** What the admin API may see and do; the Gateway implements it. */
+type Maybe<T> = T | Promise<T>;
+
+/**
+ * What the admin API may see and do. The Gateway implements it; with
+ * server.workers the primary does, asking its workers and summing their answers.
+ */
 export interface AdminControl {
-  readonly table: ActiveTable;
+  readonly table: Pick<ActiveTable, 'version' | 'config' | 'loadedAt' | 'source'>;
   readonly lastReloadError: ReloadError | undefined;
   readonly draining: boolean;
-  /** Present whenever the admin API runs. */
-  readonly metrics: GatewayMetrics | undefined;
+  /** The Prometheus text; undefined without metrics. */
+  metricsText(): Promise<{ contentType: string; text: string } | undefined>;
   reload(trigger: string): Promise<ReloadOutcome>;
   checkCandidate(yaml: string): Promise<CandidateCheck>;
-  upstreamStates(): Array<Record<string, unknown>>;
+  upstreamStates(): Maybe<Array<Record<string, unknown>>>;
   /** Breaker state changes, newest first. */
-  breakerHistory(): Array<{ at: string; upstream: string; from: string; to: string }>;
-  canaryStates(): Array<Record<string, unknown>>;
+  breakerHistory(): Maybe<Array<{ at: string; upstream: string; from: string; to: string }>>;
+  canaryStates(): Maybe<Array<Record<string, unknown>>>;
   /** false when the route has no canary. */
-  resetCanary(route: string): boolean;
-  shadowStates(): Array<Record<string, unknown>>;
+  resetCanary(route: string): Maybe<boolean>;
+  shadowStates(): Maybe<Array<Record<string, unknown>>>;
   /** undefined when the route has no shadow. */
-  shadowSamples(route: string): unknown[] | undefined;
-  resetShadow(route: string): boolean;
+  shadowSamples(route: string): Maybe<unknown[] | undefined>;
+  resetShadow(route: string): Maybe<boolean>;
   /** undefined when the migration is not counted (migration.count: false). */
-  migrationReport(): Record<string, unknown> | undefined;
-  inventory(): InventoryReport | undefined;
+  migrationReport(): Maybe<Record<string, unknown> | undefined>;
+  inventory(): Maybe<InventoryReport | undefined>;
   reloads(): unknown[];
   /** Redis (state.redis) reachability; undefined without it. */
-  sharedStatus(): { redis: 'connected' | 'unavailable'; detail: string } | undefined;
+  sharedStatus(): Maybe<{ redis: 'connected' | 'unavailable'; detail: string } | undefined>;
+  /** server.workers: how many workers are serving, of how many; undefined in a single process. */
+  workerStatus?(): { serving: number; workers: number };
   tableText(): Promise<{ version: string; file: string; allowEdit: boolean; text: string }>;
   checkEdit(yaml: string): Promise<CandidateCheck>;
   applyEdit(yaml: string, baseVersion: string, by: string): Promise<EditOutcome>;
@@ -186,12 +192,14 @@ export function createAdminApp(control: AdminControl): Koa {
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
-  router.get('/readyz', (ctx) => {
-    const ready = !control.draining;
+  router.get('/readyz', async (ctx) => {
+    const workers = control.workerStatus?.();
+    // With server.workers: ready while at least one worker serves (the others are being restarted).
+    const ready = !control.draining && (workers === undefined || workers.serving > 0);
     ctx.status = ready ? 200 : 503;
     // Redis away does not make the gateway unready: it serves with its last shared state and local decisions.
-    const shared = control.sharedStatus();
-    ctx.body = { status: ready ? 'ready' : 'draining', version: control.table.version, ...(shared === undefined ? {} : { state: shared }) };
+    const shared = await control.sharedStatus();
+    ctx.body = { status: ready ? 'ready' : control.draining ? 'draining' : 'starting', version: control.table.version, ...(shared === undefined ? {} : { state: shared }), ...(workers === undefined ? {} : { workers }) };
   });
 
   // The listener keeps the address it was started with until a restart, so a reload may
@@ -234,52 +242,52 @@ export function createAdminApp(control: AdminControl): Koa {
     ctx.body = result.outcome === 'failed' ? { ...result, problems: problemsJson(result.problems) } : result;
   });
 
-  router.get('/upstreams', requireToken, (ctx) => {
-    ctx.body = { version: control.table.version, upstreams: control.upstreamStates(), breakerHistory: control.breakerHistory() };
+  router.get('/upstreams', requireToken, async (ctx) => {
+    ctx.body = { version: control.table.version, upstreams: await control.upstreamStates(), breakerHistory: await control.breakerHistory() };
   });
 
-  router.get('/canaries', requireToken, (ctx) => {
-    ctx.body = { version: control.table.version, canaries: control.canaryStates() };
+  router.get('/canaries', requireToken, async (ctx) => {
+    ctx.body = { version: control.table.version, canaries: await control.canaryStates() };
   });
 
-  router.post('/canaries/:route/reset', requireToken, (ctx) => {
+  router.post('/canaries/:route/reset', requireToken, async (ctx) => {
     const route = String(ctx.params.route);
-    if (!control.resetCanary(route)) throw new HttpError(404, 'NO_CANARY', `route "${route}" has no canary`);
-    ctx.body = { reset: route, canary: control.canaryStates().find((c) => c.route === route) };
+    if (!(await control.resetCanary(route))) throw new HttpError(404, 'NO_CANARY', `route "${route}" has no canary`);
+    ctx.body = { reset: route, canary: (await control.canaryStates()).find((c) => c.route === route) };
   });
 
-  router.get('/shadows', requireToken, (ctx) => {
-    ctx.body = { version: control.table.version, shadows: control.shadowStates() };
+  router.get('/shadows', requireToken, async (ctx) => {
+    ctx.body = { version: control.table.version, shadows: await control.shadowStates() };
   });
 
-  router.get('/shadows/:route/samples', requireToken, (ctx) => {
+  router.get('/shadows/:route/samples', requireToken, async (ctx) => {
     const route = String(ctx.params.route);
-    const samples = control.shadowSamples(route);
+    const samples = await control.shadowSamples(route);
     if (samples === undefined) throw new HttpError(404, 'NO_SHADOW', `route "${route}" has no shadow`);
     ctx.body = { route, samples };
   });
 
-  router.post('/shadows/:route/reset', requireToken, (ctx) => {
+  router.post('/shadows/:route/reset', requireToken, async (ctx) => {
     const route = String(ctx.params.route);
-    if (!control.resetShadow(route)) throw new HttpError(404, 'NO_SHADOW', `route "${route}" has no shadow`);
-    ctx.body = { reset: route, shadow: control.shadowStates().find((s) => s.route === route) };
+    if (!(await control.resetShadow(route))) throw new HttpError(404, 'NO_SHADOW', `route "${route}" has no shadow`);
+    ctx.body = { reset: route, shadow: (await control.shadowStates()).find((s) => s.route === route) };
   });
 
-  router.get('/migration', requireToken, (ctx) => {
-    const report = control.migrationReport();
+  router.get('/migration', requireToken, async (ctx) => {
+    const report = await control.migrationReport();
     if (report === undefined) throw new HttpError(404, 'NOT_COUNTING', 'the migration is not counted (migration.count is false)');
     // The inventory is part of the report; a page that polls (the console's overview) leaves it out with ?inventory=none.
-    ctx.body = ctx.query.inventory === 'none' ? report : { ...report, inventory: control.inventory() };
+    ctx.body = ctx.query.inventory === 'none' ? report : { ...report, inventory: await control.inventory() };
   });
 
-  router.get('/migration/inventory', requireToken, (ctx) => {
-    const inv = control.inventory();
+  router.get('/migration/inventory', requireToken, async (ctx) => {
+    const inv = await control.inventory();
     if (inv === undefined) throw new HttpError(404, 'NOT_COUNTING', 'the migration is not counted (migration.count is false)');
     ctx.body = inv;
   });
 
-  router.get('/migration/inventory.csv', requireToken, (ctx) => {
-    const inv = control.inventory();
+  router.get('/migration/inventory.csv', requireToken, async (ctx) => {
+    const inv = await control.inventory();
     if (inv === undefined) throw new HttpError(404, 'NOT_COUNTING', 'the migration is not counted (migration.count is false)');
     ctx.type = 'text/csv; charset=utf-8';
     ctx.set('Content-Disposition', 'attachment; filename="legacy-inventory.csv"');
@@ -327,13 +335,13 @@ export function createAdminApp(control: AdminControl): Koa {
   serveConsole(router);
 
   router.get('/metrics', requireToken, async (ctx) => {
-    const metrics = control.metrics;
+    const metrics = await control.metricsText();
     if (metrics === undefined) {
       ctx.status = 404;
       return;
     }
-    ctx.type = metrics.registry.contentType;
-    ctx.body = await metrics.text();
+    ctx.type = metrics.contentType;
+    ctx.body = metrics.text;
   });
 
   app.use(router.routes());

@@ -1,4 +1,4 @@
-import { gcra, LocalLimiter } from './gcra';
+import { gcra, LeaseBank, LocalLimiter } from './gcra';
 
 describe('GCRA', () => {
   test('the whole allowance may be used at once, then one more per interval; burst adds on top', () => {
@@ -34,5 +34,20 @@ describe('GCRA', () => {
     const refused = gcra(p, tat, 0);
     expect(refused.decision).toEqual({ allowed: false, remaining: 0, resetSeconds: 5 });
     expect(refused.tat).toBe(tat);
+  });
+
+  test('leases: as many as fit are granted at once, never more than the allowance over a window', () => {
+    const bank = new LeaseBank();
+    const p = { limit: 100, windowMs: 1000, burst: 0 };
+    const t0 = 5_000_000;
+    const grants = Array.from({ length: 7 }, () => bank.lease('k', p, 20, t0));
+    expect(grants.map((g) => g.granted)).toEqual([20, 20, 20, 20, 20, 0, 0]);
+    expect(grants[0]).toMatchObject({ remaining: 80 });
+    expect(grants[5]!.resetSeconds).toBeGreaterThanOrEqual(1);
+    // 100 ms later 10 more have come back (one per 10 ms), and a lease takes only those.
+    expect(bank.lease('k', p, 20, t0 + 100)).toMatchObject({ granted: 10, remaining: 0 });
+    // The same arithmetic as one request at a time.
+    const l = new LocalLimiter(p);
+    expect(Array.from({ length: 120 }, () => l.take('k', t0)).filter((d) => d.allowed)).toHaveLength(100);
   });
 });

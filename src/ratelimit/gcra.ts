@@ -72,3 +72,36 @@ export class LocalLimiter {
     return this.tats.size;
   }
 }
+
+/**
+ * Up to `want` requests at once from a key's allowance (a lease), as the
+ * Redis script does it: as many as fit are granted and the TAT moves by that
+ * many intervals. `granted: 0` is a refusal (the TAT does not move).
+ */
+export function gcraLease(p: Policy, tat: number, now: number, want: number): { granted: number; remaining: number; resetSeconds: number; tat: number } {
+  const interval = p.windowMs / p.limit;
+  const tolerance = interval * (p.limit + p.burst - 1);
+  const start = Math.max(tat, now);
+  const fit = Math.floor((tolerance + interval - (start - now)) / interval);
+  if (fit < 1) return { granted: 0, remaining: 0, resetSeconds: Math.max(1, Math.ceil((start - tolerance - now) / 1000)), tat };
+  const granted = Math.min(want, fit);
+  const next = start + granted * interval;
+  return { granted, remaining: fit - granted, resetSeconds: Math.ceil((next - now) / 1000), tat: next };
+}
+
+/** Leases from per-key TATs kept in this process (the primary of server.workers lends them to its workers). */
+export class LeaseBank {
+  private readonly tats = new Map<string, number>();
+
+  lease(key: string, p: Policy, want: number, now = Date.now()): { granted: number; remaining: number; resetSeconds: number } {
+    const r = gcraLease(p, this.tats.get(key) ?? 0, now, want);
+    if (r.granted > 0) {
+      if (this.tats.size >= MAX_KEYS && !this.tats.has(key)) {
+        for (const [k, tat] of this.tats) if (tat <= now) this.tats.delete(k);
+        if (this.tats.size >= MAX_KEYS) this.tats.clear();
+      }
+      this.tats.set(key, r.tat);
+    }
+    return { granted: r.granted, remaining: r.remaining, resetSeconds: r.resetSeconds };
+  }
+}

@@ -2,6 +2,9 @@ import { hostname } from 'node:os';
 import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
 import type { Policy } from '../ratelimit/gcra';
+import { NewestEvents, slot, sumFresh, type CanaryCounts, type CanaryEvent, type Peers } from './peers';
+
+export type { CanaryEvent };
 
 /**
  * What replicas share through Redis (the only module that imports the
@@ -10,25 +13,6 @@ import type { Policy } from '../ratelimit/gcra';
  * every call has a local answer, the outage is logged once and reported,
  * and the shared state is resynchronised when Redis returns.
  */
-
-/** A canary event as replicas exchange it: the newest one wins. */
-export interface CanaryEvent {
-  route: string;
-  kind: 'rolled-back' | 'reset' | 'ramp';
-  /** ms since the epoch, set by the replica that decided. */
-  at: number;
-  reason?: string;
-  errorPercent?: number;
-  requests?: number;
-  /** Ramp events: the step reached, and when the next may come. */
-  step?: number;
-  nextStepAt?: number;
-}
-
-/** Rollback and reset of a route replace each other; its ramp position is kept apart. */
-function slot(e: CanaryEvent): string {
-  return e.kind === 'ramp' ? `${e.route}:ramp` : e.route;
-}
 
 export interface SharedStateEvents {
   /** Another replica rolled a canary back or reset it (or the poll found it so). */
@@ -66,7 +50,7 @@ const POLL_MS = 1_000;
 
 type GcraClient = RedisClient & { gcra(key: string, interval: number, tolerance: number, want: number): Promise<[number, number, number]> };
 
-export class SharedState {
+export class SharedState implements Peers {
   private readonly client: GcraClient;
   private readonly subscriber: RedisClient;
   private readonly prefix: string;
@@ -80,7 +64,7 @@ export class SharedState {
   /** Other replicas' canary-side counts per route, as last read (with when each was written). */
   private remote = new Map<string, Array<{ requests: number; failures: number; at: number }>>();
   /** The newest canary event seen per route (local or remote). */
-  private readonly seen = new Map<string, number>();
+  private readonly seen = new NewestEvents();
   /** Local events Redis has not taken yet (it was away): sent when it returns. */
   private readonly unsent = new Map<string, CanaryEvent>();
 
@@ -138,7 +122,7 @@ export class SharedState {
 
   /** A canary event decided here: stored (newest wins) and announced to the other replicas. */
   canaryEvent(e: CanaryEvent): void {
-    this.seen.set(slot(e), e.at);
+    this.seen.take(e);
     if (!this.up) {
       this.unsent.set(slot(e), e);
       return;
@@ -167,10 +151,7 @@ export class SharedState {
 
   /** Applies a remote event if it is newer than what this replica knows. */
   private adopt(e: CanaryEvent): void {
-    if (typeof e.route !== 'string' || typeof e.at !== 'number' || (e.kind !== 'rolled-back' && e.kind !== 'reset' && e.kind !== 'ramp')) return;
-    if ((this.seen.get(slot(e)) ?? 0) >= e.at) return;
-    this.seen.set(slot(e), e.at);
-    this.events.canary(e);
+    if (this.seen.take(e)) this.events.canary(e);
   }
 
   private async poll(): Promise<void> {
@@ -185,7 +166,7 @@ export class SharedState {
   }
 
   /** Canary routes whose counts this replica shares, and where it reads them (set by the gateway). */
-  countsSource: (() => Array<{ route: string; requests: number; failures: number }>) | undefined = undefined;
+  countsSource: (() => CanaryCounts[]) | undefined = undefined;
 
   /**
    * Once a second: this replica's canary-side window counts go to Redis (one
@@ -205,9 +186,7 @@ export class SharedState {
       for (const [replica, value] of Object.entries(all)) {
         if (replica === this.replica) continue;
         try {
-          const v = JSON.parse(value) as { requests: number; failures: number; at: number };
-          // A replica that stopped writing (gone) stops counting after 3 s.
-          if (now - v.at <= 3_000) others.push(v);
+          others.push(JSON.parse(value) as { requests: number; failures: number; at: number });
         } catch {
           // Not ours.
         }
@@ -220,13 +199,8 @@ export class SharedState {
   /** The other replicas' canary-side counts for a route (zero without Redis, or while it is away). */
   remoteCounts(route: string): { requests: number; failures: number } {
     if (!this.up) return { requests: 0, failures: 0 };
-    let requests = 0;
-    let failures = 0;
-    for (const v of this.remote.get(route) ?? []) {
-      requests += v.requests;
-      failures += v.failures;
-    }
-    return { requests, failures };
+    // A replica that stopped writing (gone) stops counting after 3 s.
+    return sumFresh(this.remote.get(route) ?? [], Date.now());
   }
 
   /**
