@@ -9,7 +9,9 @@
  * full, full + shadow 10% and 100%), for working on the shadow path;
  * --migration-only those of migration counting (bare, full, full with
  * counting off); --replicas-only those of rate limits and Redis (a
- * redis-server is started when installed). None of these writes
+ * redis-server is started when installed); --workers-only those of
+ * server.workers (one process and two workers, both on every core, with 20
+ * reloads during the two workers' measured window). None of these writes
  * bench/results/latest.json.
  *
  * BENCH_NODE_FLAGS='--flag …' starts Strangler with these Node flags instead of npm start's.
@@ -36,6 +38,9 @@ const SHADOW_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler fu
 /** Only the rows the replicas' targets compare (rate limits, Redis). */
 const REPLICAS_ONLY = args.includes('--replicas-only');
 const REPLICA_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full + rate limit (local)', 'Strangler full + Redis shared state', 'Strangler full + rate limit (Redis)']);
+/** Only the rows of server.workers' targets. */
+const WORKERS_ONLY = args.includes('--workers-only');
+const WORKERS_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full, every core', 'Strangler full, workers: 2, every core', 'Strangler full, workers: 2, every core, 20 reloads']);
 /** The bench's redis-server (rows with state.redis), on the load generator's core. */
 let REDIS_PORT = 0;
 /** Only the rows the migration counting target compares. */
@@ -90,8 +95,8 @@ async function freePort(): Promise<number> {
   });
 }
 
-function start(cpu: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const [c, a] = pinned(cpu, cmd, argv);
+function start(cpu: string, cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}, pin = true): ChildProcess {
+  const [c, a] = pin ? pinned(cpu, cmd, argv) : [cmd, argv];
   const child = spawn(c, a, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   child.on('exit', () => children.delete(child));
@@ -144,6 +149,10 @@ function peakRssMb(pid: number): number {
 }
 
 interface Sample {
+  /** Requests that failed at the socket (connect, read, write, timeout) or got a non-2xx/3xx answer. */
+  errors: number;
+  /** What the row did during its window (reloads). */
+  note?: string;
   rps: number;
   p50: number;
   p99: number;
@@ -187,7 +196,7 @@ function parseWrkMs(s: string): number {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-async function load(url: string, headers: Record<string, string>, randomCookie: boolean, seconds: number): Promise<Omit<Sample, 'rssMb' | 'cpuUs'> & { requests: number }> {
+async function load(url: string, headers: Record<string, string>, randomCookie: boolean, seconds: number, allowErrors = false): Promise<Omit<Sample, 'rssMb' | 'cpuUs'> & { requests: number }> {
   if (HAS_WRK) {
     const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
     const lua = randomCookie ? ['-s', LUA] : [];
@@ -197,16 +206,18 @@ async function load(url: string, headers: Record<string, string>, randomCookie: 
     const requests = Number(/(\d+) requests in/.exec(out)![1]);
     const p50 = parseWrkMs(/\s50%\s+(\S+)/.exec(out)![1]!);
     const p99 = parseWrkMs(/\s99%\s+(\S+)/.exec(out)![1]!);
-    const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-    if (errors) throw new Error(`${url}: ${errors[1]} non-2xx responses\n${out}`);
-    return { rps, p50, p99, requests };
+    const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+    const errors = non2xx + (sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0);
+    if (non2xx && !allowErrors) throw new Error(`${url}: ${non2xx} non-2xx responses\n${out}`);
+    return { rps, p50, p99, requests, errors };
   }
   const bin = require.resolve('autocannon/autocannon.js');
   const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`]);
   const [c, a] = pinned(LOAD_CPU, process.execPath, [bin, '-j', '-c', String(CONNECTIONS), '-d', String(seconds), ...hdr, url]);
   const j = JSON.parse(await run(c, a)) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number };
-  if (j.non2xx) throw new Error(`${url}: ${j.non2xx} non-2xx responses`);
-  return { rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, requests: j.requests.total };
+  if (j.non2xx && !allowErrors) throw new Error(`${url}: ${j.non2xx} non-2xx responses`);
+  return { rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, requests: j.requests.total, errors: j.non2xx };
 }
 
 function run(cmd: string, argv: string[]): Promise<string> {
@@ -276,16 +287,43 @@ interface Scenario {
   name: string;
   path: string;
   /** Starts the proxy; returns its port and process. `shadowPort`: a second upstream server, the shadow rows' new service. */
-  start(upstreamPort: number, shadowPort: number): Promise<{ port: number; child: ChildProcess }>;
+  start(upstreamPort: number, shadowPort: number): Promise<{ port: number; child: ChildProcess; during?: (seconds: number) => Promise<string> }>;
 }
 
-async function strangler(yaml: string, readyPath: string, readyHeaders: Record<string, string> = {}): Promise<{ port: number; child: ChildProcess }> {
+async function strangler(yaml: string, readyPath: string, readyHeaders: Record<string, string> = {}, cpu = PROXY_CPU): Promise<{ port: number; child: ChildProcess; file: string }> {
   const port = await freePort();
   const file = join(WORK, `routes-${port}.yaml`);
   writeFileSync(file, yaml);
-  const child = start(PROXY_CPU, process.execPath, [...START_FLAGS, join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file], { PORT: String(port), NODE_ENV: 'production', JWT_SECRET: SECRET });
+  const cli = [...START_FLAGS, join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file];
+  const env = { PORT: String(port), NODE_ENV: 'production', JWT_SECRET: SECRET };
+  const child = cpu === 'all' ? start('', process.execPath, cli, env, false) : start(cpu, process.execPath, cli, env);
   await waitReady(port, readyPath, readyHeaders);
-  return { port, child };
+  return { port, child, file };
+}
+
+/**
+ * server.workers: 2 on every core, and during its measured window 20
+ * reloads, each a real change (a route added, then removed), each asked of
+ * the admin API and checked applied: the load generator must see no error.
+ */
+async function workersRow(up: number, workers: number, reloads: boolean): Promise<{ port: number; child: ChildProcess; during?: (seconds: number) => Promise<string> }> {
+  const adminPort = await freePort();
+  const yaml = fullYaml(up, adminPort, undefined, true, { workers });
+  const s = await strangler(yaml, '/api/hello', { Authorization: `Bearer ${TOKEN}` }, 'all');
+  if (!reloads) return s;
+  const during = async (seconds: number): Promise<string> => {
+    const gap = (seconds * 1000) / 21;
+    let applied = 0;
+    for (let i = 1; i <= 20; i++) {
+      await new Promise((r) => setTimeout(r, gap));
+      writeFileSync(s.file, i % 2 ? yaml.replace('routes:\n', 'routes:\n  - { name: extra, path: /extra, upstream: app }\n') : yaml);
+      const r = await get(adminPort, '/reload', {}, 'POST');
+      if (r.status === 200 && r.body.includes('"applied"')) applied++;
+      else throw new Error(`reload ${i} was not applied: ${r.body}`);
+    }
+    return `${applied} reloads applied`;
+  };
+  return { ...s, during };
 }
 
 /**
@@ -320,7 +358,7 @@ ${routes(n, '/api/hello')}
 
 /** `shadowPercent`: the measured route also copies this share of its (primary-side) requests to the shadow upstream, a second server. */
 /** `extra`: `redis` adds state.redis (the bench's redis-server), `limit` a rate limit on the measured route that never refuses. */
-const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }, counting = true, extra: { redis?: boolean; limit?: boolean } = {}) => `
+const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }, counting = true, extra: { redis?: boolean; limit?: boolean; workers?: number } = {}) => `${extra.workers === undefined ? '' : `\nserver: { workers: ${extra.workers} }\nreload: { watch: false }`}
 log: { access: ${join(WORK, 'access.log')} }${counting ? '' : '\nmigration: { count: false }'}${extra.redis ? `\nstate: { redis: { url: "redis://127.0.0.1:${REDIS_PORT}" } }` : ''}
 admin: { port: ${adminPort} }
 upstreams:
@@ -374,6 +412,9 @@ function scenarios(withNginx: boolean): Scenario[] {
     { name: 'Strangler full + rate limit (local)', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { limit: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
     { name: 'Strangler full + Redis shared state', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { redis: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
     { name: 'Strangler full + rate limit (Redis)', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { redis: true, limit: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
+    { name: 'Strangler full, every core', path: '/api/hello', start: (up) => workersRow(up, 1, false) },
+    { name: 'Strangler full, workers: 2, every core', path: '/api/hello', start: (up) => workersRow(up, 2, false) },
+    { name: 'Strangler full, workers: 2, every core, 20 reloads', path: '/api/hello', start: (up) => workersRow(up, 2, true) },
     {
       name: 'Strangler full + shadow 10%',
       path: '/api/hello',
@@ -425,14 +466,14 @@ function median(xs: number[]): number {
 }
 
 async function measure(s: Scenario, upstreamPort: number, shadowPort: number, seconds: number): Promise<Sample> {
-  const { port, child } = await s.start(upstreamPort, shadowPort);
+  const { port, child, during } = await s.start(upstreamPort, shadowPort);
   try {
     const url = `http://127.0.0.1:${port}${s.path}`;
     await load(url, TRAFFIC, true, WARMUP);
     const cpu0 = child ? cpuTimeUs(child.pid!) : NaN;
-    const r = await load(url, TRAFFIC, true, seconds);
+    const [r, note] = await Promise.all([load(url, TRAFFIC, true, seconds, during !== undefined), during?.(seconds)]);
     const cpuUs = child ? (cpuTimeUs(child.pid!) - cpu0) / r.requests : NaN;
-    return { rps: r.rps, p50: r.p50, p99: r.p99, cpuUs, rssMb: child ? peakRssMb(child.pid!) : NaN };
+    return { rps: r.rps, p50: r.p50, p99: r.p99, cpuUs, rssMb: child ? peakRssMb(child.pid!) : NaN, errors: r.errors, ...(note === undefined ? {} : { note }) };
   } finally {
     if (child) await stop(child);
   }
@@ -538,7 +579,12 @@ async function main(): Promise<void> {
   const shadowUp = await startUpstream();
   const HAS_REDIS = has('redis-server');
   const list = scenarios(NGINX !== undefined).filter(
-    (s) => (!SHADOW_ONLY || SHADOW_ROWS.has(s.name)) && (!MIGRATION_ONLY || MIGRATION_ROWS.has(s.name)) && (!REPLICAS_ONLY || REPLICA_ROWS.has(s.name)) && (HAS_REDIS || !s.name.includes('Redis')),
+    (s) =>
+      (!SHADOW_ONLY || SHADOW_ROWS.has(s.name)) &&
+      (!MIGRATION_ONLY || MIGRATION_ROWS.has(s.name)) &&
+      (!REPLICAS_ONLY || REPLICA_ROWS.has(s.name)) &&
+      (!WORKERS_ONLY || WORKERS_ROWS.has(s.name)) &&
+      (HAS_REDIS || !s.name.includes('Redis')),
   );
   if (HAS_REDIS) {
     REDIS_PORT = await freePort();
@@ -559,7 +605,7 @@ async function main(): Promise<void> {
       const s = list[(k + round - 1) % list.length]!;
       const sample = await measure(s, up.port, shadowUp.port, DURATION);
       samples.get(s.name)!.push(sample);
-      process.stdout.write(`  round ${round} ${s.name}: ${Math.round(sample.rps)} req/s, p99 ${sample.p99.toFixed(2)} ms, ${sample.cpuUs.toFixed(1)} µs CPU/request\n`);
+      process.stdout.write(`  round ${round} ${s.name}: ${Math.round(sample.rps)} req/s, p99 ${sample.p99.toFixed(2)} ms, ${sample.cpuUs.toFixed(1)} µs CPU/request${sample.errors ? `, ${sample.errors} errors` : ''}${sample.note ? `, ${sample.note}` : ''}\n`);
     }
   }
   const bare = median(samples.get('bare http-proxy + keep-alive agent')!.map((x) => x.rps));
@@ -572,9 +618,9 @@ async function main(): Promise<void> {
     const p99 = median(xs.map((x) => x.p99));
     const rss = Math.max(...xs.map((x) => x.rssMb));
     const cpuUs = median(xs.map((x) => x.cpuUs));
-    return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
+    return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, errors: xs.reduce((n, x) => n + x.errors, 0), rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
   });
-  const scale = SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY ? undefined : await scaleChecks(up.port);
+  const scale = SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY ? undefined : await scaleChecks(up.port);
   await stop(up.child);
   await stop(shadowUp.child);
 
@@ -618,6 +664,17 @@ async function main(): Promise<void> {
   if (rlLocal) targets.push(['full + rate limit (local) ≥ 0.95 × full req/s', fmt(rlLocal.rps / full.rps, 2), rlLocal.rps / full.rps >= 0.95]);
   if (redisOn) targets.push(['full + Redis shared state ≥ 0.97 × full req/s', fmt(redisOn.rps / full.rps, 2), redisOn.rps / full.rps >= 0.97]);
   if (rlRedis) targets.push(['full + rate limit (Redis) ≥ 0.85 × full req/s', fmt(rlRedis.rps / full.rps, 2), rlRedis.rps / full.rps >= 0.85]);
+  // Issue #19: server.workers, both rows on every core (the load generator and the upstream share them).
+  const oneAll = rows.find((r) => r.scenario === 'Strangler full, every core');
+  const twoAll = rows.find((r) => r.scenario === 'Strangler full, workers: 2, every core');
+  const reloading = rows.find((r) => r.scenario === 'Strangler full, workers: 2, every core, 20 reloads');
+  if (oneAll && twoAll && reloading) {
+    targets.push(
+      ['workers: 2 CPU µs/request ≤ 1.15 × one process', fmt(twoAll.cpuUs / oneAll.cpuUs, 2), twoAll.cpuUs / oneAll.cpuUs <= 1.15],
+      ['workers: 2, no request lost across 20 reloads (every round)', `${reloading.errors} errors`, reloading.errors === 0],
+    );
+    md += `\nworkers: 2 against one process, both on every core: ${fmt(twoAll.rps / oneAll.rps, 2)} × the requests per second (${fmt(twoAll.rps - oneAll.rps)} req/s more)\n`;
+  }
   // Issue #16: the parallel run's cost, against the same configuration without a shadow.
   const s10 = rows.find((r) => r.scenario === 'Strangler full + shadow 10%');
   const s100 = rows.find((r) => r.scenario === 'Strangler full + shadow 100%');
@@ -635,7 +692,7 @@ async function main(): Promise<void> {
   if (rlLocal) md += `\nthe rate limiter alone, in process: ${limiterCostNs().toFixed(0)} ns per request (key, GCRA decision)\n`;
   if (off) md += `\nmigration counting alone, in process (${recordCostNs().map((x) => `${x.label}: ${x.ns.toFixed(0)} ns`).join(', ')} per request)\n`;
   process.stdout.write(`\n${md}`);
-  if (SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY) return;
+  if (SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY) return;
   const out = join(ROOT, 'bench', 'results', 'latest.json');
   execFileSync('mkdir', ['-p', join(ROOT, 'bench', 'results')]);
   writeFileSync(

@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { loadTableFile, loadTableText, type LoadedTable } from './config/load';
+import { loadTableFile, loadTableText, peekSource, type LoadedTable, type SourcePeek } from './config/load';
 import type { ConfigProblem } from './config/problem';
 import type { RouteConfig } from './config/schema';
 import { diffTables, summarize } from './routing/diff';
@@ -38,6 +38,16 @@ export interface SecretsRequest {
 }
 
 export type SecretsResponse = { id: number; ok: true; text: string } | { id: number; ok: false; problems: ConfigProblem[] };
+
+/** Where a table file says its table comes from (`source`, and `state.redis` when it is Redis). */
+export interface PeekRequest {
+  id: number;
+  kind: 'peek';
+  file: string;
+  env: NodeJS.ProcessEnv;
+}
+
+export type PeekResponse = { id: number } & SourcePeek;
 
 /** Main thread -> worker: send the next part of table `id`. */
 export interface NextChunk {
@@ -84,8 +94,9 @@ function sendNext(id: number): void {
   }
 }
 
-parentPort?.on('message', (msg: LoadRequest | NextChunk | SecretsRequest) => {
+parentPort?.on('message', (msg: LoadRequest | NextChunk | SecretsRequest | PeekRequest) => {
   if (msg.kind === 'next') return sendNext(msg.id);
+  if (msg.kind === 'peek') return parentPort!.postMessage({ id: msg.id, ...peekSource(msg.file, msg.env) } satisfies PeekResponse);
   if (msg.kind === 'mask' || msg.kind === 'restore') return parentPort!.postMessage(secrets(msg) satisfies SecretsResponse);
   load(msg as LoadRequest);
 });

@@ -7,8 +7,10 @@ import { formatProblem, type ConfigProblem } from './config/problem';
 import type { AccessLog } from './observability/accessLog';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from './observability/logger';
 import type { GatewayMetrics, MigrationCounts } from './observability/metrics';
-import { MigrationInsight } from './migration/insight';
-import type { SharedState } from './state/redis';
+import { MigrationInsight, type InsightSnapshot } from './migration/insight';
+import type { CanaryEvent, Peers } from './state/peers';
+import type { ClusterPeers } from './cluster/peers';
+import type { FromWorker, ToWorker } from './cluster/protocol';
 import { createPipeline, type PipelineHost } from './pipeline';
 import type { AuthBreaker } from './auth';
 import { onUpstreamResponse, type DispatchEvents } from './dispatch';
@@ -16,7 +18,14 @@ import { UpstreamBreaker } from './resilience/breaker';
 import { RouteMatcher } from './routing/compile';
 import { activate, retiredShadows, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
 import { TableLoader } from './tableLoader';
-import { TableControl, type ReloadRecord, type ReloadTrigger } from './tableControl';
+import { openSource, TableControl, type ReloadRecord, type ReloadTrigger, type TableSource } from './tableControl';
+
+/** A route table read and checked, with where it came from and the loader that read it. */
+export interface Loaded {
+  loader: TableLoader;
+  source: TableSource;
+  table: LoadedTable;
+}
 
 export type { ReloadRecord, ReloadTrigger };
 
@@ -34,8 +43,10 @@ export interface GatewayOptions {
   logFormat?: 'json' | 'pretty';
   /** Log destinations (tests capture logs here). */
   logOutputs?: LogOutputs;
-  /** Set in a worker of server.workers: the table its primary loaded. */
-  worker?: { table: LoadedTable };
+  /** The table already read by Gateway.load (the CLI reads it first to see how many workers it asks for). */
+  loaded?: Loaded;
+  /** Set in a worker of server.workers: the table its primary loaded, and the way to its primary. */
+  worker?: { table: LoadedTable; send: (m: FromWorker) => void };
 }
 
 export class ConfigError extends Error {
@@ -55,7 +66,9 @@ export class Gateway implements PipelineHost, AdminControl {
   /** Only with an admin port, the one place metrics can be read. */
   readonly metrics: GatewayMetrics | undefined;
   /** State shared with other replicas (state.redis, read at start); undefined without it. */
-  readonly shared: SharedState | undefined;
+  readonly shared: Peers | undefined;
+  /** A worker's link to the others through its primary (server.workers without Redis). */
+  private readonly clusterPeers: ClusterPeers | undefined;
   /** The migration's counts: only with an admin port (where they are read) and migration.count. */
   migration: MigrationInsight | undefined;
   /** Breaker state changes since start (the last TRANSITIONS_KEPT), and instance ejections per upstream. */
@@ -79,9 +92,9 @@ export class Gateway implements PipelineHost, AdminControl {
   private constructor(
     loaded: LoadedTable,
     private readonly options: GatewayOptions,
-    loader: TableLoader | undefined,
+    owner: Omit<Loaded, 'table'> | undefined,
   ) {
-    this.loader = loader;
+    this.loader = owner?.loader;
     const logConfig = options.logFormat ? { ...loaded.config.log, format: options.logFormat } : loaded.config.log;
     this.loggers = createLoggers(logConfig, options.logOutputs);
     this.log = this.loggers.root;
@@ -93,7 +106,10 @@ export class Gateway implements PipelineHost, AdminControl {
       () => [...this.table.upstreams.values()].map((u) => ({ upstream: u.name, state: u.breaker.state })),
       () => [...this.table.canaries.values()].map((c) => ({ route: c.route, percent: c.effectivePercent(), rolledBack: c.rolledBack !== undefined })),
       () => this.migrationCounts(),
-      () => (this.shared === undefined ? undefined : this.shared.status().redis === 'connected'),
+      () => {
+        const status = this.shared?.status();
+        return status === undefined ? undefined : status.redis === 'connected';
+      },
     );
     const metrics = this.metrics;
     this.dispatchEvents = {
@@ -140,22 +156,26 @@ export class Gateway implements PipelineHost, AdminControl {
             }) as unknown as AuthBreaker)
           : undefined,
     };
-    // Replicas share canary decisions and rate-limit counters through Redis (loaded only when configured).
+    // Replicas share canary decisions and rate-limit counters through Redis (loaded only when configured);
+    // without it, the workers of one replica (server.workers) share them through their primary.
     const redis = loaded.config.state?.redis;
-    this.shared =
-      redis === undefined
-        ? undefined
-        : new (loadSharedState().SharedState)(redis, {
-            canary: (e) => {
-              const c = this.table.canaries.get(e.route);
-              if (c === undefined) return;
-              c.adopt(e);
-              if (e.kind === 'ramp') this.log.info({ route: e.route, step: e.step }, `canary of route ${e.route} ramped by another replica`);
-              else this.log.warn({ route: e.route, kind: e.kind, at: new Date(e.at).toISOString() }, `canary of route ${e.route} ${e.kind === 'reset' ? 'reset' : 'rolled back'} by another replica`);
-            },
-            availability: (up, detail) =>
-              up ? this.log.info({ redis: 'connected' }, 'shared state: Redis is reachable') : this.log.error({ redis: 'unavailable', detail }, 'shared state: Redis is unreachable; serving with the last shared state and local decisions'),
-          });
+    const adopt = (e: CanaryEvent): void => {
+      const c = this.table.canaries.get(e.route);
+      if (c === undefined) return;
+      c.adopt(e);
+      if (e.kind === 'ramp') this.log.info({ route: e.route, step: e.step }, `canary of route ${e.route} ramped by another gateway process`);
+      else this.log.warn({ route: e.route, kind: e.kind, at: new Date(e.at).toISOString() }, `canary of route ${e.route} ${e.kind === 'reset' ? 'reset' : 'rolled back'} by another gateway process`);
+    };
+    if (redis !== undefined) {
+      this.shared = new (loadSharedState().SharedState)(redis, {
+        canary: adopt,
+        availability: (up, detail) =>
+          up ? this.log.info({ redis: 'connected' }, 'shared state: Redis is reachable') : this.log.error({ redis: 'unavailable', detail }, 'shared state: Redis is unreachable; serving with the last shared state and local decisions'),
+      });
+    } else if (options.worker !== undefined) {
+      this.clusterPeers = new (require('./cluster/peers') as typeof import('./cluster/peers')).ClusterPeers(options.worker.send, adopt);
+      this.shared = this.clusterPeers;
+    } else this.shared = undefined;
     this.deps.sharedLimiter = this.shared;
     if (this.shared !== undefined) {
       this.shared.countsSource = () => [...this.table.canaries.values()].map((c) => ({ route: c.route, ...c.localCounts() }));
@@ -164,7 +184,7 @@ export class Gateway implements PipelineHost, AdminControl {
     }
     this.table = activate(loaded, this.deps);
     this.tableServed(loaded);
-    this.control = loader === undefined ? undefined : new TableControl(options.configPath, loader, loaded, this, this.log, this.metrics);
+    this.control = owner === undefined ? undefined : new TableControl(options.configPath, owner.loader, owner.source, loaded, this, this.log, this.metrics);
     if (this.control === undefined) this.metrics?.activeVersion(loaded.version);
     const s = loaded.config.server;
     this.server = createServer({
@@ -194,40 +214,47 @@ export class Gateway implements PipelineHost, AdminControl {
       await gw.listen();
       return gw;
     }
-    const loader = new TableLoader(options.env ?? process.env);
-    const result = await loader.load(options.configPath, undefined);
-    if (!result.ok) {
-      loader.close();
-      throw new ConfigError(result.problems);
-    }
-    // Its heap goes before the traffic comes: tearing an isolate down is not free, nor is holding it.
-    loader.release();
-    const gw = new Gateway(result.table, options, loader);
+    const loaded = options.loaded ?? (await Gateway.load(options));
+    const gw = new Gateway(loaded.table, options, loaded);
     await gw.listen();
     await gw.listenAdmin();
     gw.control?.watch();
     return gw;
   }
 
+  /** Reads and checks the route table (on a worker thread); throws ConfigError with every problem. */
+  static async load(options: Pick<GatewayOptions, 'configPath' | 'env'>): Promise<Loaded> {
+    const loader = new TableLoader(options.env ?? process.env);
+    const source = await openSource(loader, options.configPath);
+    if (Array.isArray(source)) {
+      loader.close();
+      throw new ConfigError(source);
+    }
+    const result = await source.read(undefined);
+    if (!result.ok) {
+      loader.close();
+      source.stop();
+      throw new ConfigError(result.problems);
+    }
+    // Its heap goes before the traffic comes: tearing an isolate down is not free, nor is holding it.
+    loader.release();
+    return { loader, source, table: result.table };
+  }
+
   private async listenAdmin(): Promise<void> {
-    const cfg = this.table.config.admin;
-    if (!cfg) return;
+    if (!this.table.config.admin) return;
     // The admin app (koa) is loaded only when the table asks for an admin port.
-    const { createAdminApp } = await import('./admin/app');
-    const admin = createServer(createAdminApp(this).callback());
-    this.admin = admin;
-    await new Promise<void>((resolve, reject) => {
-      admin.once('error', reject);
-      admin.listen(this.options.adminPort ?? cfg.port, cfg.host, () => {
-        admin.off('error', reject);
-        resolve();
-      });
-    });
-    this.log.info({ port: this.adminPort, host: cfg.host, auth: cfg.token ? 'bearer token required' : 'none (loopback only)' }, 'admin API listening');
+    const { listenAdmin } = await import('./admin/app');
+    this.admin = await listenAdmin(this, this.log, this.options.adminPort);
   }
 
   get adminPort(): number | undefined {
     return this.admin ? (this.admin.address() as AddressInfo).port : undefined;
+  }
+
+  /** A message from the primary for the peers (canary decisions and counts, leases); false when it is not one. */
+  peerMessage(m: ToWorker): boolean {
+    return this.clusterPeers?.receive(m) ?? false;
   }
 
   sharedStatus(): { redis: 'connected' | 'unavailable'; detail: string } | undefined {
@@ -258,8 +285,8 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 
   /** The migration report with each route's place in the table (GET /migration); undefined when not counting. */
-  migrationReport(): Record<string, unknown> | undefined {
-    const m = this.migration;
+  migrationReport(others: readonly InsightSnapshot[] = []): Record<string, unknown> | undefined {
+    const m = this.withOthers(others);
     if (m === undefined) return undefined;
     const report = m.report();
     const legacy = new Set(this.table.legacy);
@@ -284,8 +311,21 @@ export class Gateway implements PipelineHost, AdminControl {
     return { version: this.table.version, ...report, routes };
   }
 
-  inventory(): ReturnType<MigrationInsight['inventoryReport']> | undefined {
-    return this.migration?.inventoryReport();
+  inventory(others: readonly InsightSnapshot[] = []): ReturnType<MigrationInsight['inventoryReport']> | undefined {
+    return this.withOthers(others)?.inventoryReport();
+  }
+
+  /** This process's migration counts (server.workers: for the worker that sums them). */
+  migrationSnapshot(): InsightSnapshot | undefined {
+    return this.migration?.snapshot();
+  }
+
+  /** The migration counts, summed with other workers' when given. */
+  private withOthers(others: readonly InsightSnapshot[]): MigrationInsight | undefined {
+    const m = this.migration;
+    if (m === undefined || others.length === 0) return m;
+    const cfg = this.table.config.migration;
+    return MigrationInsight.merged({ legacy: this.table.legacy, templates: cfg.templates }, m.inventorySize, [m.snapshot(), ...others]);
   }
 
   reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
@@ -337,6 +377,7 @@ export class Gateway implements PipelineHost, AdminControl {
     this.table = next;
     this.tableServed(loaded);
     this.metrics?.tableChanged();
+    if (this.control === undefined) this.metrics?.activeVersion(loaded.version);
     for (const upstream of retiredUpstreams(current, next)) upstream.retire();
     for (const shadow of retiredShadows(current, next)) shadow.close();
     if (current.auth !== next.auth) current.auth?.stop();

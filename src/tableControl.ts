@@ -6,9 +6,11 @@ import { saveTableFile } from './config/save';
 import { versionOf } from './config/version';
 import { TableWatcher } from './config/watch';
 import type { Logger } from './observability/logger';
-import type { TableLoader } from './tableLoader';
+import type { LoadOutcome, TableLoader } from './tableLoader';
+import type { RedisTableStore } from './state/tableStore';
+import type { ConfigProblem } from './config/problem';
 
-export type ReloadTrigger = 'watch' | 'SIGHUP' | 'api' | 'console';
+export type ReloadTrigger = 'watch' | 'SIGHUP' | 'api' | 'console' | 'redis';
 
 export interface ReloadRecord {
   at: string;
@@ -35,6 +37,126 @@ export interface ReloadCounter {
   activeVersion(version: string): void;
 }
 
+/** Where route tables come from: the file, or (source: redis) the file's process-level keys and the rest from Redis. */
+export interface TableSource {
+  read(current: LoadedTable | undefined): Promise<LoadOutcome>;
+  /** Calls `changed` when a new version may be there. */
+  watch(config: LoadedTable['config']['reload'], changed: (trigger: ReloadTrigger) => void): void;
+  stop(): void;
+  /** false: the table is not edited here (source: redis is edited with `strangler push`). */
+  readonly editable: boolean;
+}
+
+export class FileSource implements TableSource {
+  readonly editable = true;
+  private watcher: TableWatcher | undefined;
+
+  constructor(
+    private readonly loader: TableLoader,
+    private readonly file: string,
+  ) {}
+
+  read(current: LoadedTable | undefined): Promise<LoadOutcome> {
+    return this.loader.load(this.file, current);
+  }
+
+  watch(r: LoadedTable['config']['reload'], changed: (trigger: ReloadTrigger) => void): void {
+    if (!r.watch) return;
+    this.watcher = new TableWatcher(this.file, () => changed('watch'), r.debounceMs, r.pollIntervalMs);
+    this.watcher.start();
+  }
+
+  stop(): void {
+    this.watcher?.stop();
+  }
+}
+
+/** Redis is asked for the version this often besides pub/sub: a missed announcement is caught within a second. */
+const VERSION_CHECK_MS = 1_000;
+
+/**
+ * source: redis. The local file holds the process-level keys; the rest of the
+ * table is the text published in Redis (`strangler push`). The two are read
+ * as one table, checked with every rule of a file (problems in the published
+ * part are reported at its own lines, as `redis:<key>@<version>:LINE:COL`).
+ */
+export class RedisSource implements TableSource {
+  readonly editable = false;
+  private watcher: TableWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** The published version last read. */
+  remoteVersion: string | undefined;
+  /** The version a reload was last asked for (asked again only if reading it failed for want of Redis). */
+  private asked: string | undefined;
+
+  constructor(
+    private readonly loader: TableLoader,
+    private readonly file: string,
+    readonly store: RedisTableStore,
+  ) {}
+
+  async read(current: LoadedTable | undefined): Promise<LoadOutcome> {
+    const fail = (message: string, file = this.store.where): LoadOutcome => ({ ok: false, problems: [{ file, line: 1, col: 1, message }] });
+    let local: string;
+    try {
+      local = await readFile(this.file, 'utf8');
+    } catch (err) {
+      return fail(`cannot read the route table: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message}`, this.file);
+    }
+    let remote: { version: string; text: string } | undefined;
+    try {
+      remote = await this.store.get();
+    } catch (err) {
+      this.asked = undefined;
+      return fail(`cannot read the published route table from Redis: ${(err as Error).message}`);
+    }
+    if (remote === undefined) return fail('no route table is published in Redis yet: publish one with `strangler push FILE`');
+    const head = `${local.endsWith('\n') || local === '' ? local : `${local}\n`}# ---- published in ${this.store.where}, version ${remote.version} ----\n`;
+    const offset = head.split('\n').length - 1;
+    const result = await this.loader.text(head + remote.text, this.file, current);
+    if (result.ok) {
+      this.remoteVersion = remote.version;
+      return result;
+    }
+    const where = `${this.store.where}@${remote.version}`;
+    return { ok: false, problems: result.problems.map((p): ConfigProblem => (p.line > offset ? { ...p, file: where, line: p.line - offset } : p)) };
+  }
+
+  watch(r: LoadedTable['config']['reload'], changed: (trigger: ReloadTrigger) => void): void {
+    if (r.watch) {
+      this.watcher = new TableWatcher(this.file, () => changed('watch'), r.debounceMs, r.pollIntervalMs);
+      this.watcher.start();
+    }
+    // One reload per new version, whichever hears of it first (the announcement or the check).
+    const seen = (version: string | undefined): void => {
+      if (version === undefined || version === this.remoteVersion || version === this.asked) return;
+      this.asked = version;
+      changed('redis');
+    };
+    this.store.subscribe(seen);
+    this.timer = setInterval(() => {
+      this.store.version().then(seen, () => undefined);
+    }, VERSION_CHECK_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.watcher?.stop();
+    if (this.timer) clearInterval(this.timer);
+    this.store.close();
+  }
+}
+
+/** The source a table file names: itself, or Redis (source: redis). Throws the file's problems if it cannot say. */
+export async function openSource(loader: TableLoader, file: string): Promise<TableSource | ConfigProblem[]> {
+  const peek = await loader.peek(file);
+  if (!peek.ok) return peek.problems;
+  if (peek.source === 'file') return new FileSource(loader, file);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { RedisTableStore } = require('./state/tableStore') as typeof import('./state/tableStore');
+  return new RedisSource(loader, file, new RedisTableStore(peek.redis));
+}
+
 /** Reload attempts kept for GET /reloads. */
 const RELOADS_KEPT = 50;
 /** Served versions whose text is kept, to tell a console edit based on one of them what changed since. */
@@ -52,11 +174,11 @@ export class TableControl {
   /** YAML texts of recently served versions: what a console edit was based on, to show what changed since. */
   private readonly recentTexts = new Map<string, string>();
   private queue: Promise<unknown> = Promise.resolve();
-  private watcher: TableWatcher | undefined;
 
   constructor(
     readonly configPath: string,
     private readonly loader: TableLoader,
+    private readonly source: TableSource,
     /** The version served now. */
     public loaded: LoadedTable,
     private readonly target: TableTarget,
@@ -68,14 +190,11 @@ export class TableControl {
   }
 
   watch(): void {
-    const r = this.loaded.config.reload;
-    if (!r.watch) return;
-    this.watcher = new TableWatcher(this.configPath, () => void this.reload('watch'), r.debounceMs, r.pollIntervalMs);
-    this.watcher.start();
+    this.source.watch(this.loaded.config.reload, (trigger) => void this.reload(trigger));
   }
 
   stop(): void {
-    this.watcher?.stop();
+    this.source.stop();
   }
 
   /**
@@ -122,7 +241,7 @@ export class TableControl {
     const started = performance.now();
     const current = this.loaded;
     // Parsing, validation and the change summary run on a worker thread: traffic keeps flowing meanwhile.
-    const result = await this.loader.load(this.configPath, current);
+    const result = await this.source.read(current);
     // Shutting down: a late reload must not build pools and breakers that nobody will close.
     if (this.target.draining) return { outcome: 'unchanged', version: current.version };
     if (!result.ok) return this.failed(trigger, current.version, result.problems);
@@ -160,7 +279,7 @@ export class TableControl {
   /** The route table as the console shows it: the served text with literal secrets masked. */
   async tableText(): Promise<{ version: string; file: string; allowEdit: boolean; text: string }> {
     const loaded = this.loaded;
-    return { version: loaded.version, file: this.configPath, allowEdit: loaded.config.admin?.allowEdit === true, text: await this.loader.maskSecrets(loaded.text) };
+    return { version: loaded.version, file: this.configPath, allowEdit: loaded.config.admin?.allowEdit === true && this.source.editable, text: await this.loader.maskSecrets(loaded.text) };
   }
 
   /** Validates an edit (its masked secrets put back from the served text) and summarises its changes. */
@@ -181,7 +300,7 @@ export class TableControl {
 
   private async applyEditNow(text: string, baseVersion: string, by: string): Promise<EditOutcome> {
     const admin = this.loaded.config.admin;
-    if (admin?.allowEdit !== true) return { outcome: 'read-only' };
+    if (admin?.allowEdit !== true || !this.source.editable) return { outcome: 'read-only' };
     const file = this.configPath;
     const current = this.loaded;
     const onDisk = await readFile(file, 'utf8').catch(() => undefined);

@@ -4,10 +4,11 @@ import { Worker } from 'node:worker_threads';
 import type { LoadedTable } from './config/load';
 import type { ConfigProblem } from './config/problem';
 import type { RouteConfig } from './config/schema';
-import type { LoadRequest, LoadResponse, NextChunk, SecretsRequest, SecretsResponse } from './reloadWorker';
+import type { LoadRequest, LoadResponse, NextChunk, PeekRequest, PeekResponse, SecretsRequest, SecretsResponse } from './reloadWorker';
+import type { SourcePeek } from './config/load';
 
 /** A worker's answer to a load, once any route parts are in (or to a secrets request). */
-type FinalResponse = Exclude<LoadResponse, { kind: 'routes' }> | SecretsResponse;
+type FinalResponse = Exclude<LoadResponse, { kind: 'routes' }> | SecretsResponse | PeekResponse;
 
 export type LoadOutcome = { ok: false; problems: ConfigProblem[] } | { ok: true; table: LoadedTable; changes: string[] | undefined };
 
@@ -53,6 +54,22 @@ export class TableLoader {
   /** An edit's "***" secrets put back from the saved text. */
   restoreSecrets(text: string, original: string, file: string): Promise<{ ok: true; text: string } | { ok: false; problems: ConfigProblem[] }> {
     return this.secrets({ kind: 'restore', text, original, file });
+  }
+
+  /** Where the file says its table comes from (`source: redis` and where), read before the table is whole. */
+  async peek(file: string): Promise<SourcePeek> {
+    const worker = this.start();
+    if (worker !== undefined) {
+      const id = this.nextId++;
+      const response = await new Promise<FinalResponse | undefined>((resolve) => {
+        this.pending.set(id, { worker, resolve });
+        worker.postMessage({ kind: 'peek', id, file, env: this.env } satisfies PeekRequest);
+      });
+      if (response !== undefined) return response as PeekResponse;
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { peekSource } = require('./config/load') as typeof import('./config/load');
+    return peekSource(file, this.env);
   }
 
   private async secrets(req: Omit<SecretsRequest, 'id'>): Promise<SecretsResponse> {

@@ -143,7 +143,7 @@ routes:
     const before = up.received.length;
     expect((await send(b.port, '/orders', { headers: { 'x-user': 'u1' } })).status).toBe(200);
     expect(up.received.length).toBe(before + 1);
-    expect(b.logs.lines.some((l) => l.msg === 'canary of route orders rolled back by another replica')).toBe(true);
+    expect(b.logs.lines.some((l) => l.msg === 'canary of route orders rolled back by another gateway process')).toBe(true);
     canaryFails = false;
     const reset = await send(b.gw.adminPort!, '/canaries/orders/reset', { method: 'POST' });
     expect(reset.status).toBe(200);
@@ -176,7 +176,7 @@ routes:
     a.gw.shared!.canaryEvent({ route: 'ramped', kind: 'ramp', at: Date.now(), step: 2, nextStepAt: Date.now() + 600_000 });
     await until(() => (cb.describe().ramp as { step: number }).step === 2, 2000);
     expect(cb.effectivePercent()).toBe(50);
-    expect(b.logs.lines.some((l) => l.msg === 'canary of route ramped ramped by another replica')).toBe(true);
+    expect(b.logs.lines.some((l) => l.msg === 'canary of route ramped ramped by another gateway process')).toBe(true);
     // An older, lower step does not take it back.
     a.gw.shared!.canaryEvent({ route: 'ramped', kind: 'ramp', at: Date.now(), step: 1, nextStepAt: Date.now() + 600_000 });
     await new Promise((r) => setTimeout(r, 300));

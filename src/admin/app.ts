@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import Koa from 'koa';
 import Router from 'koa-router';
 import { formatProblem, type ConfigProblem } from '../config/problem';
@@ -350,4 +350,21 @@ export function createAdminApp(control: AdminControl): Koa {
     // Errors are answered by the middleware above; koa's default would print stack traces to stderr.
   });
   return app;
+}
+
+/** Starts the admin API on the table's admin port (or `port`); resolves once it listens. */
+export async function listenAdmin(control: AdminControl, log: { info(o: object, msg: string): void }, port?: number): Promise<Server | undefined> {
+  const cfg = control.table.config.admin;
+  if (!cfg) return undefined;
+  const admin = createServer(createAdminApp(control).callback());
+  await new Promise<void>((resolve, reject) => {
+    admin.once('error', reject);
+    admin.listen(port ?? cfg.port, cfg.host, () => {
+      admin.off('error', reject);
+      resolve();
+    });
+  });
+  const address = admin.address();
+  log.info({ port: typeof address === 'object' && address !== null ? address.port : undefined, host: cfg.host, auth: cfg.token ? 'bearer token required' : 'none (loopback only)' }, 'admin API listening');
+  return admin;
 }

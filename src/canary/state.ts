@@ -172,7 +172,7 @@ export class CanaryState {
       return;
     }
     if (this.rolledBack !== undefined) return;
-    this.rolledBack = { reason: `${e.reason ?? 'rolled back'} (decided by another replica)`, at: new Date(e.at).toISOString(), errorPercent: e.errorPercent ?? 0, requests: e.requests ?? 0 };
+    this.rolledBack = { reason: `${e.reason ?? 'rolled back'} (decided by another gateway process)`, at: new Date(e.at).toISOString(), errorPercent: e.errorPercent ?? 0, requests: e.requests ?? 0 };
   }
 
   private healthy(): string | undefined {

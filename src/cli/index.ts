@@ -11,6 +11,11 @@ const USAGE = `Usage:
   strangler explain --config FILE METHOD PATH [-H 'Name: value']... [--user ID]
                                              show which route, upstream and canary side would serve a request
   strangler diff OLD.yaml NEW.yaml           what an edit changes, in words (exit 1 if NEW is invalid)
+  strangler pull [--redis URL] [--prefix P]  print the table published in Redis (source: redis), first line "# strangler-version: V"
+  strangler push FILE [--redis URL] [--prefix P] [--base VERSION]
+                                             validate FILE and publish it if the live version is still the one it was
+                                             pulled at (its first line, or --base); exit 1 with what changed meanwhile if not
+  (--redis defaults to $REDIS_URL; --prefix to state.redis.keyPrefix's default, "strangler:")
 `;
 
 function fail(message: string, code = 2): never {
@@ -80,12 +85,95 @@ async function diff(args: string[]): Promise<void> {
 }
 
 async function start(args: string[]): Promise<void> {
+  if (process.env.STRANGLER_WORKER !== undefined) {
+    // A worker of server.workers: its primary sends the table.
+    const { runWorker } = await import('../cluster/worker');
+    return runWorker();
+  }
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   const { runGateway } = await import('./start');
   await runGateway(configPath(values.config)).catch((err: Error) => fail(err.message, 1));
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { start, validate, explain: explainCommand, diff };
+/** The Redis a pull or push talks to: --redis, else $REDIS_URL. */
+async function tableStore(values: { redis?: string; prefix?: string }): Promise<import('../state/tableStore').RedisTableStore> {
+  const url = values.redis ?? process.env.REDIS_URL;
+  if (!url) fail('which Redis? pass --redis URL or set REDIS_URL');
+  const { StateSchema } = await import('../config/schema');
+  const parsed = StateSchema.safeParse({ redis: { url, ...(values.prefix === undefined ? {} : { keyPrefix: values.prefix }) } });
+  if (!parsed.success || parsed.data.redis === undefined) fail(`--redis/--prefix: ${parsed.error?.issues.map((i) => i.message).join('; ') ?? 'invalid'}`);
+  const { RedisTableStore } = await import('../state/tableStore');
+  return new RedisTableStore(parsed.data.redis);
+}
+
+const VERSION_LINE = /^# strangler-version: (\S*)\r?\n/;
+
+async function pull(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { redis: { type: 'string' }, prefix: { type: 'string' } } });
+  const store = await tableStore(values);
+  try {
+    const live = await store.get();
+    if (live === undefined) {
+      process.stderr.write(`nothing is published in ${store.where} yet: publish a table with strangler push FILE\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.stdout.write(`# strangler-version: ${live.version}\n${live.text}`);
+  } finally {
+    store.close();
+  }
+}
+
+async function push(args: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { redis: { type: 'string' }, prefix: { type: 'string' }, base: { type: 'string' } } });
+  const file = positionals[0];
+  if (!file) fail(`strangler push: which file?\n\n${USAGE}`);
+  const { readFileSync } = await import('node:fs');
+  const { checkPublishable, formatProblem, loadTableText } = await import('../config/load');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    fail(`strangler push: cannot read ${file}: ${(err as Error).message}`);
+  }
+  // The version it was pulled at is its first line (kept out of what is published), unless --base says otherwise.
+  const line = VERSION_LINE.exec(text);
+  if (line) text = text.slice(line[0].length);
+  const base = values.base ?? line?.[1] ?? '';
+  // Every rule of a file reload, and no process-level keys.
+  const loaded = loadTableText(text, file, process.env);
+  const problems = [...(loaded.ok ? [] : loaded.problems), ...checkPublishable(text, file)];
+  if (problems.length) {
+    process.stdout.write(problems.map(formatProblem).join('\n') + '\n');
+    process.exitCode = 1;
+    return;
+  }
+  const store = await tableStore(values);
+  try {
+    const { userInfo, hostname } = await import('node:os');
+    const r = await store.push(text, base, `${userInfo().username}@${hostname()}`);
+    if (r.ok) {
+      process.stdout.write(`published version ${r.version} to ${store.where}${base ? ` (was ${base})` : ''}\n`);
+      return;
+    }
+    process.stdout.write(`refused: the live table is version ${r.current || '(none)'}, not ${base || '(none)'}: it changed since this file was pulled.\n`);
+    if (r.baseText !== undefined && r.currentText !== undefined) {
+      const { diffTables, summarize } = await import('../routing/diff');
+      const before = loadTableText(r.baseText, 'base', process.env);
+      const after = loadTableText(r.currentText, 'live', process.env);
+      if (before.ok && after.ok) {
+        const lines = summarize(diffTables(before.table.config, after.table.config));
+        process.stdout.write(`published meanwhile:\n${lines.length ? lines.map((l) => `  ${l}`).join('\n') : '  no routing change'}\n`);
+      }
+    }
+    process.stdout.write('pull the live table (strangler pull), make the edit again, and push that.\n');
+    process.exitCode = 1;
+  } finally {
+    store.close();
+  }
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { start, validate, explain: explainCommand, diff, pull, push };
 
 const [command, ...rest] = process.argv.slice(2);
 if (command === undefined || command === 'help' || command === '--help' || command === '-h') process.stdout.write(USAGE);

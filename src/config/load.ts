@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Document, isMap, isNode, isPair, isScalar, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { LogSchema, MigrationSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, UpstreamSchema, type RouteTableConfig } from './schema';
+import { LogSchema, MigrationSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, StateSchema, UpstreamSchema, type RouteTableConfig, type StateConfig } from './schema';
 import { checkSemantics } from './semantics';
 
 import { formatProblem, type ConfigProblem } from './problem';
@@ -210,6 +210,7 @@ function partialTable(raw: unknown): RouteTableConfig | undefined {
     log: LogSchema.parse({}),
     reload: ReloadSchema.parse({}),
     migration: MigrationSchema.safeParse((raw as { migration?: unknown }).migration ?? {}).data ?? MigrationSchema.parse({}),
+    source: 'file',
   };
 }
 
@@ -248,4 +249,66 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
+}
+
+/** Top-level keys that belong to the process, not to the table a fleet shares: a table published to Redis must not hold them. */
+export const PROCESS_KEYS = ['server', 'admin', 'log', 'state', 'source', 'reload'] as const;
+
+export type SourcePeek =
+  | { ok: true; source: 'file' }
+  | { ok: true; source: 'redis'; redis: NonNullable<StateConfig['redis']> }
+  | { ok: false; problems: ConfigProblem[] };
+
+/**
+ * Where a table file says its table comes from, read before the table is
+ * whole: with `source: redis` the file holds only the process-level keys,
+ * and `state.redis` says where the rest is.
+ */
+export function peekSource(file: string, env: NodeJS.ProcessEnv = process.env): SourcePeek {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    // The load that follows reports it.
+    return { ok: true, source: 'file' };
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
+  if (doc.errors.length > 0 || doc.contents === null) return { ok: true, source: 'file' };
+  const map = new SourceMap(doc, lines, file);
+  const problems: ConfigProblem[] = [];
+  interpolate(doc, env, map, problems);
+  let raw: { source?: unknown; state?: unknown };
+  try {
+    raw = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as typeof raw;
+  } catch {
+    return { ok: true, source: 'file' };
+  }
+  if (raw.source !== 'redis') return { ok: true, source: 'file' };
+  const state = StateSchema.safeParse(raw.state ?? {});
+  if (problems.length) return { ok: false, problems };
+  if (!state.success || state.data.redis === undefined) return { ok: false, problems: [map.problem(['source'], 'source: redis needs state.redis (where the table is kept)')] };
+  return { ok: true, source: 'redis', redis: state.data.redis };
+}
+
+/**
+ * A table text to publish to Redis: it must be a block mapping at the top
+ * (it is read after the local file's process-level keys) without any of
+ * them. Problems, or none.
+ */
+export function checkPublishable(text: string, file: string): ConfigProblem[] {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
+  if (doc.errors.length > 0) return [];
+  const contents = doc.contents;
+  if (!isMap(contents) || contents.flow) return [{ file, line: 1, col: 1, message: 'a table published to Redis must be a block mapping (key: value lines) at the top' }];
+  const problems: ConfigProblem[] = [];
+  for (const item of contents.items) {
+    const key = isScalar(item.key) ? String(item.key.value) : '';
+    if ((PROCESS_KEYS as readonly string[]).includes(key)) {
+      const at = item.key && isScalar(item.key) && item.key.range ? lines.linePos(item.key.range[0]) : { line: 1, col: 1 };
+      problems.push({ file, ...at, message: `"${key}" is a process-level key: it belongs in each replica's local file (source: redis), not in the shared table` });
+    }
+  }
+  return problems;
 }

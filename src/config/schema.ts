@@ -62,6 +62,8 @@ const method = z
 
 export const ServerSchema = z.strictObject({
   port: int(0, 65535).default(8080),
+  /** Processes serving traffic: 1 (this one), a number, or `auto` (one per available core); a primary owns the table and the admin API. */
+  workers: z.union([z.literal('auto'), int(1, 256)]).default(1),
   host: z.string().min(1).default('0.0.0.0'),
   /** Served by the gateway itself, checked before any route: no route can shadow it. */
   healthPath: routePath.default('/healthz'),
@@ -465,6 +467,8 @@ export const RouteTableSchema = z.strictObject({
   migration: MigrationSchema.default(() => MigrationSchema.parse({})),
   /** State shared between replicas (Redis). */
   state: StateSchema.optional(),
+  /** Where the table (all but the process-level keys) comes from: this file, or Redis (state.redis), published with `strangler push`. */
+  source: z.enum(['file', 'redis']).default('file'),
   /** The rate limit of every proxied route that sets none of its own. */
   rateLimit: RateLimitSchema.optional(),
 });

@@ -109,4 +109,31 @@ describe('sketches', () => {
     }
     expect(Math.abs(h.count() - 10_000)).toBeLessThan(500);
   });
+
+  test('snapshots of two processes summed give the report of one process that saw all the traffic (users seen by both count once)', () => {
+    const settings = { legacy: ['monolith'], templates: ['/reports/{name}/pdf'] };
+    const whole = new MigrationInsight(settings, 50);
+    const a = new MigrationInsight(settings, 50);
+    const b = new MigrationInsight(settings, 50);
+    // Three hours of traffic over the two processes; each one's last request at its own time (one is a minute behind).
+    let seed = 7;
+    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const paths = ['/orders/1', '/orders/22', '/users/a3f9c2d4-0b1e-4c5a-9d7e-1f2a3b4c5d6e', '/reports/q3/pdf', '/search', '/users/7'];
+    const upstreams = ['monolith', 'monolith', 'users-svc', 'orders-svc'];
+    for (let i = 0; i < 3000; i++) {
+      const at = T0 - 3 * HOUR + i * 3_600 + rand(1000);
+      const args = [['orders', 'users', 'reports'][rand(3)]!, upstreams[rand(4)]!, rand(5) === 0 ? 'POST' : 'GET', paths[rand(paths.length)]!, rand(10) === 0 ? 503 : 200, 1 + rand(400), `user-${rand(80)}`, at] as const;
+      whole.record(...args);
+      (rand(2) === 0 ? a : b).record(...args);
+    }
+    const now = T0 + 2 * MIN;
+    const merged = MigrationInsight.merged(settings, 50, [a.snapshot(), b.snapshot()]);
+    expect(merged.report(now)).toEqual(whole.report(now));
+    expect(merged.inventoryReport()).toEqual(whole.inventoryReport());
+    expect(merged.bySide).toEqual(whole.bySide);
+    // Users are not summed: the 80 users on both sides are counted once (within HyperLogLog's error).
+    const users = merged.report(now).last24h.users;
+    expect(users.legacy + users.new).toBeLessThan(2 * 80);
+    expect(merged.report(now).routes.orders!.users).toEqual(whole.report(now).routes.orders!.users);
+  });
 });

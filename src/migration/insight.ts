@@ -48,6 +48,21 @@ class Ring {
     this.last = Math.max(bucket, this.last);
   }
 
+  get lastBucket(): number {
+    return this.last;
+  }
+
+  /** Adds another ring's buckets (another process's counts of the same thing), aligned by time. */
+  absorb(counts: Uint32Array, last: number): void {
+    if (last === -1) return;
+    if (last > this.last) this.advance(last);
+    for (let b = Math.max(last, this.last) - this.size + 1; b <= last; b++) {
+      if (b <= last - this.size) continue;
+      const o = (b % this.size) * FIELDS;
+      for (let f = 0; f < FIELDS; f++) this.counts[o + f]! += counts[o + f]!;
+    }
+  }
+
   /** Sums of the last `n` buckets up to `now` (skipped buckets count as zero). */
   sum(now: number, n: number): [number, number, number] {
     const bucket = Math.floor(now / this.bucketMs);
@@ -82,29 +97,76 @@ class RouteTraffic {
     o = this.hours.at(now);
     this.hours.counts[o + side]!++;
     if (failed) this.hours.counts[o + ERRORS]!++;
-    const minute = Math.floor(now / MINUTE_MS);
-    if (minute !== this.latencyMinute) {
-      // The current minute's buckets become the previous minute's.
-      this.latency.copyWithin(LATENCY_BUCKETS, 0, LATENCY_BUCKETS);
-      if (minute !== this.latencyMinute + 1) this.latency.fill(0, LATENCY_BUCKETS);
-      this.latency.fill(0, 0, LATENCY_BUCKETS);
-      this.latencyMinute = minute;
-    }
+    this.toMinute(Math.floor(now / MINUTE_MS));
     this.latency[latencyBucket(ms)]!++;
     if (user !== -1) {
-      const hour = Math.floor(now / HOUR_MS);
-      if (hour !== this.usersHour) {
-        this.users[2]!.clear();
-        this.users[3]!.clear();
-        if (hour === this.usersHour + 1) {
-          this.users[2]!.merge(this.users[0]!);
-          this.users[3]!.merge(this.users[1]!);
-        }
-        this.users[0]!.clear();
-        this.users[1]!.clear();
-        this.usersHour = hour;
-      }
+      this.toHour(Math.floor(now / HOUR_MS));
       this.users[side]!.addHash(user);
+    }
+  }
+
+  /** Moves the latency buckets on to `minute`: the current minute's become the previous minute's. */
+  private toMinute(minute: number): void {
+    if (minute <= this.latencyMinute) return;
+    this.latency.copyWithin(LATENCY_BUCKETS, 0, LATENCY_BUCKETS);
+    if (minute !== this.latencyMinute + 1) this.latency.fill(0, LATENCY_BUCKETS);
+    this.latency.fill(0, 0, LATENCY_BUCKETS);
+    this.latencyMinute = minute;
+  }
+
+  /** Moves the user sketches on to `hour`: this hour's become the previous hour's. */
+  private toHour(hour: number): void {
+    if (hour <= this.usersHour) return;
+    this.users[2]!.clear();
+    this.users[3]!.clear();
+    if (hour === this.usersHour + 1) {
+      this.users[2]!.merge(this.users[0]!);
+      this.users[3]!.merge(this.users[1]!);
+    }
+    this.users[0]!.clear();
+    this.users[1]!.clear();
+    this.usersHour = hour;
+  }
+
+  snapshot(): TrafficSnapshot {
+    return {
+      minutes: { counts: this.minutes.counts, last: this.minutes.lastBucket },
+      hours: { counts: this.hours.counts, last: this.hours.lastBucket },
+      users: this.users.map((u) => u.registers),
+      usersHour: this.usersHour,
+      latency: this.latency,
+      latencyMinute: this.latencyMinute,
+    };
+  }
+
+  /** Adds another process's counts of the same route, aligned by time. */
+  absorb(s: TrafficSnapshot): void {
+    this.minutes.absorb(s.minutes.counts, s.minutes.last);
+    this.hours.absorb(s.hours.counts, s.hours.last);
+    if (s.latencyMinute !== -1) {
+      this.toMinute(s.latencyMinute);
+      // Theirs may be a minute behind: their current minute is then our previous one.
+      const shift = this.latencyMinute - s.latencyMinute;
+      for (let i = 0; i < LATENCY_BUCKETS; i++) {
+        if (shift === 0) {
+          this.latency[i]! += s.latency[i]!;
+          this.latency[LATENCY_BUCKETS + i]! += s.latency[LATENCY_BUCKETS + i]!;
+        } else if (shift === 1) this.latency[LATENCY_BUCKETS + i]! += s.latency[i]!;
+      }
+    }
+    if (s.usersHour !== -1) {
+      this.toHour(s.usersHour);
+      const shift = this.usersHour - s.usersHour;
+      const merge = (into: number, from: number): void => {
+        const r = this.users[into]!.registers;
+        const o = s.users[from]!;
+        for (let i = 0; i < r.length; i++) if (o[i]! > r[i]!) r[i] = o[i]!;
+      };
+      if (shift === 0) for (let k = 0; k < 4; k++) merge(k, k);
+      else if (shift === 1) {
+        merge(2, 0);
+        merge(3, 1);
+      }
     }
   }
 
@@ -131,6 +193,27 @@ class RouteTraffic {
     for (let i = 0; i < LATENCY_BUCKETS; i++) merged[i] = (minute === this.latencyMinute ? this.latency[i]! + this.latency[LATENCY_BUCKETS + i]! : this.latency[i]!);
     return latencyQuantile(merged, 0.95);
   }
+}
+
+/** One route's counts as another process sends them (typed arrays travel as they are). */
+export interface TrafficSnapshot {
+  minutes: { counts: Uint32Array; last: number };
+  hours: { counts: Uint32Array; last: number };
+  users: Uint8Array[];
+  usersHour: number;
+  latency: Uint32Array;
+  latencyMinute: number;
+}
+
+/** All of an insight's counts, to be summed with other processes' (server.workers). */
+export interface InsightSnapshot {
+  routes: Record<string, TrafficSnapshot>;
+  overall: TrafficSnapshot;
+  hourlyUsers: Uint8Array[];
+  hourlyStamp: Float64Array;
+  inventory: Array<{ key: string; count: number; error: number; method: string; template: string; route: string; lastSeen: number; statuses: Uint32Array; latency: Uint32Array }>;
+  inventoryTotal: number;
+  bySide: { legacy: number; new: number };
 }
 
 /** One line of the legacy inventory: a method and path template, and how the legacy side answers it. */
@@ -256,6 +339,75 @@ export class MigrationInsight {
       this.hourlyUsers[slot * 2 + 1]!.clear();
     }
     this.hourlyUsers[slot * 2 + side]!.addHash(user);
+  }
+
+  /** Every count, for another process to sum with its own (server.workers: the primary asks each worker). */
+  snapshot(): InsightSnapshot {
+    const routes: Record<string, TrafficSnapshot> = {};
+    for (const [name, r] of this.routes) routes[name] = r.snapshot();
+    return {
+      routes,
+      overall: this.overall.snapshot(),
+      hourlyUsers: this.hourlyUsers.map((h) => h.registers),
+      hourlyStamp: this.hourlyStamp,
+      inventory: this.inventory.sorted().map((e) => ({ key: e.key, count: e.count, error: e.error, method: e.method, template: e.template, route: e.route, lastSeen: e.lastSeen, statuses: e.statuses, latency: e.latency })),
+      inventoryTotal: this.inventory.total,
+      bySide: { ...this.bySide },
+    };
+  }
+
+  /**
+   * Adds another process's counts: rings and histograms are summed by time,
+   * user sketches merged (a user seen by two workers counts once), inventory
+   * entries merged by template (their over-counts add up).
+   */
+  absorb(s: InsightSnapshot): void {
+    for (const [name, t] of Object.entries(s.routes)) {
+      let r = this.routes.get(name);
+      if (r === undefined) {
+        r = new RouteTraffic();
+        this.routes.set(name, r);
+      }
+      r.absorb(t);
+    }
+    this.overall.absorb(s.overall);
+    for (let slot = 0; slot < HOURS; slot++) {
+      const theirs = s.hourlyStamp[slot]!;
+      if (theirs === -1 || theirs < this.hourlyStamp[slot]!) continue;
+      if (theirs > this.hourlyStamp[slot]!) {
+        this.hourlyStamp[slot] = theirs;
+        this.hourlyUsers[slot * 2]!.clear();
+        this.hourlyUsers[slot * 2 + 1]!.clear();
+      }
+      for (const k of [slot * 2, slot * 2 + 1]) {
+        const r = this.hourlyUsers[k]!.registers;
+        const o = s.hourlyUsers[k]!;
+        for (let i = 0; i < r.length; i++) if (o[i]! > r[i]!) r[i] = o[i]!;
+      }
+    }
+    for (const t of s.inventory) {
+      const e = this.inventory.addWeighted(t.key, t.count, t.error);
+      if (e.method === '') {
+        e.method = t.method;
+        e.template = t.template;
+      }
+      if (t.lastSeen >= e.lastSeen) {
+        e.lastSeen = t.lastSeen;
+        e.route = t.route;
+      }
+      for (let i = 0; i < 5; i++) e.statuses[i]! += t.statuses[i]!;
+      for (let i = 0; i < LATENCY_BUCKETS; i++) e.latency[i]! += t.latency[i]!;
+    }
+    this.inventory.total += s.inventoryTotal;
+    this.bySide.legacy += s.bySide.legacy;
+    this.bySide.new += s.bySide.new;
+  }
+
+  /** A new insight with this one's settings and the sum of these snapshots. */
+  static merged(settings: MigrationSettings, inventorySize: number, snapshots: readonly InsightSnapshot[]): MigrationInsight {
+    const m = new MigrationInsight(settings, inventorySize);
+    for (const s of snapshots) m.absorb(s);
+    return m;
   }
 
   /** The overall share now, over 24 hours and per hour, and each route's counts. */

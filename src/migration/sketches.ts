@@ -35,31 +35,41 @@ export class SpaceSaving<E extends Counted> {
   /** Counts one occurrence of `key`; returns its entry. */
   add(key: string): E {
     this.total++;
+    return this.addWeighted(key, 1, 0);
+  }
+
+  /**
+   * Adds a count made elsewhere (another process's summary): `count`
+   * occurrences of which up to `error` may be over-counted. A new key takes
+   * the least counted entry's place when full, inheriting its count as error.
+   * The total is not changed: the caller adds the other summary's total.
+   */
+  addWeighted(key: string, count: number, error: number): E {
     let e = this.byKey.get(key);
     if (e !== undefined) {
-      e.count++;
+      e.count += count;
+      e.error += error;
       this.down(e.heapIndex);
       return e;
     }
     if (this.heap.length < this.capacity) {
       e = this.create(key);
       e.key = key;
-      e.count = 1;
-      e.error = 0;
+      e.count = count;
+      e.error = error;
       e.heapIndex = this.heap.length;
       this.heap.push(e);
       this.byKey.set(key, e);
       this.up(e.heapIndex);
       return e;
     }
-    // Full: the least counted key gives its place (and its count, as error) to this one.
     e = this.heap[0]!;
     this.byKey.delete(e.key);
     const inherited = e.count;
     this.recycle(e, key);
     e.key = key;
-    e.error = inherited;
-    e.count = inherited + 1;
+    e.error = inherited + error;
+    e.count = inherited + count;
     this.byKey.set(key, e);
     this.down(0);
     return e;

@@ -237,7 +237,9 @@ function wantsPretty(cfg: LogConfig): boolean {
 }
 
 export function createLoggers(cfg: LogConfig, outputs: LogOutputs = {}): Loggers {
-  const base = { level: cfg.level, redact: { paths: REDACT, censor: '***' }, base: { pid: process.pid } };
+  // A worker of server.workers says which one it is in every line.
+  const worker = process.env.STRANGLER_WORKER;
+  const base = { level: cfg.level, redact: { paths: REDACT, censor: '***' }, base: worker === undefined ? { pid: process.pid } : { pid: process.pid, worker: Number(worker) } };
   const asyncStdout = () => new LineBatch(1);
   let mainDest: DestinationStream;
   if (wantsPretty(cfg)) {

@@ -57,6 +57,7 @@ export class GatewayMetrics {
   private readonly shadowDuration: FastHistogram;
   private readonly shadowFields: Counter<'route' | 'field'>;
   private readonly rateLimitedTotal: Counter<'route'>;
+  private readonly workerRestarts: Counter;
 
   constructor(
     openConnections: () => Array<{ upstream: string; open: number }>,
@@ -80,8 +81,8 @@ export class GatewayMetrics {
     });
     this.upstreamErrors = new Counter({ name: 'strangler_upstream_errors_total', help: 'Failed upstream requests, by upstream and kind (the error code)', labelNames: ['upstream', 'kind'], registers });
     this.reloads = new Counter({ name: 'strangler_config_reloads_total', help: 'Route table reload attempts, by outcome (applied, unchanged, failed)', labelNames: ['outcome'], registers });
-    this.configVersion = new Gauge({ name: 'strangler_config_version_info', help: 'The active route table version (content hash) as a label; value 1', labelNames: ['version'], registers });
-    this.lastReload = new Gauge({ name: 'strangler_config_last_reload_timestamp_seconds', help: 'When the last reload attempt with this outcome happened', labelNames: ['outcome'], registers });
+    this.configVersion = new Gauge({ name: 'strangler_config_version_info', help: 'The active route table version (content hash) as a label; value 1', labelNames: ['version'], registers, aggregator: 'max' });
+    this.lastReload = new Gauge({ name: 'strangler_config_last_reload_timestamp_seconds', help: 'When the last reload attempt with this outcome happened', labelNames: ['outcome'], registers, aggregator: 'max' });
     new Gauge({
       name: 'strangler_upstream_open_connections',
       help: 'Open connections to each upstream (busy and idle keep-alive)',
@@ -98,6 +99,8 @@ export class GatewayMetrics {
     this.breakerTransitions = new Counter({ name: 'strangler_breaker_transitions_total', help: 'Circuit breaker state changes, by upstream and new state', labelNames: ['upstream', 'to'], registers });
     new Gauge({
       name: 'strangler_breaker_state',
+      // Summed over workers this would mean nothing: the worst (or the one) value is the answer.
+      aggregator: 'max',
       help: 'Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open',
       labelNames: ['upstream'],
       registers,
@@ -112,6 +115,8 @@ export class GatewayMetrics {
     this.canaryRollbacks = new Counter({ name: 'strangler_canary_rollbacks_total', help: 'Automatic canary rollbacks, by route', labelNames: ['route'], registers });
     new Gauge({
       name: 'strangler_canary_percent',
+      // Summed over workers this would mean nothing: the worst (or the one) value is the answer.
+      aggregator: 'max',
       help: 'Share of users sent to the canary now (after ramp and rollback), by route',
       labelNames: ['route'],
       registers,
@@ -122,6 +127,8 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'strangler_canary_rolled_back',
+      // Summed over workers this would mean nothing: the worst (or the one) value is the answer.
+      aggregator: 'max',
       help: '1 while a canary route is rolled back, by route',
       labelNames: ['route'],
       registers,
@@ -167,6 +174,7 @@ export class GatewayMetrics {
     this.rateLimitedTotal = new Counter({ name: 'strangler_rate_limited_total', help: 'Requests refused with 429 by a route rate limit, by route', labelNames: ['route'], registers });
     new Gauge({
       name: 'strangler_redis_up',
+      aggregator: 'min',
       help: '1 while the shared-state Redis (state.redis) is reachable, 0 while it is not; absent without state.redis',
       registers,
       collect() {
@@ -175,6 +183,7 @@ export class GatewayMetrics {
         if (up !== undefined) this.set(up ? 1 : 0);
       },
     });
+    this.workerRestarts = new Counter({ name: 'strangler_worker_restarts_total', help: 'Workers (server.workers) that exited and were restarted', registers });
     collectDefaultMetrics({ register: this.registry, prefix: 'strangler_' });
     for (const outcome of ['applied', 'unchanged', 'failed']) this.reloads.inc({ outcome }, 0);
   }
@@ -235,6 +244,10 @@ export class GatewayMetrics {
     s.requests.value++;
     if (failed) s.failures.value++;
     this.canaryDuration.observe(s.duration, seconds);
+  }
+
+  workerRestarted(): void {
+    this.workerRestarts.inc();
   }
 
   rateLimited(route: string): void {

@@ -1,0 +1,91 @@
+import type { Policy } from '../ratelimit/gcra';
+import { NewestEvents, type CanaryCounts, type CanaryEvent, type Peers } from '../state/peers';
+import type { FromWorker, ToWorker } from './protocol';
+
+/** Counts go to the primary this often (the rollback rule's window is ten seconds or more). */
+const COUNTS_MS = 1_000;
+/** A lease the primary has not granted in this time is decided locally. */
+const LEASE_TIMEOUT_MS = 250;
+
+/**
+ * A worker's link to the other workers of its replica, through the primary:
+ * canary decisions go out and come in (newest wins), canary-side counts are
+ * reported once a second and the others' sums come back, rate-limit
+ * allowance is leased from the primary. Used when no Redis is configured
+ * (with Redis, each worker is a replica of its own there).
+ */
+export class ClusterPeers implements Peers {
+  countsSource: (() => CanaryCounts[]) | undefined = undefined;
+  private others = new Map<string, { requests: number; failures: number }>();
+  private othersAt = 0;
+  private readonly seen = new NewestEvents();
+  private readonly leases = new Map<number, (r: { granted: number; remaining: number; resetSeconds: number } | undefined) => void>();
+  private nextId = 1;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly send: (m: FromWorker) => void,
+    private readonly adopt: (e: CanaryEvent) => void,
+  ) {
+    this.timer = setInterval(() => {
+      const counts = this.countsSource?.() ?? [];
+      if (counts.length > 0) this.send({ t: 'counts', counts });
+    }, COUNTS_MS);
+    this.timer.unref();
+  }
+
+  /** A message from the primary meant for the peers (false: not one). */
+  receive(m: ToWorker): boolean {
+    switch (m.t) {
+      case 'canary':
+        if (this.seen.take(m.e)) this.adopt(m.e);
+        return true;
+      case 'counts':
+        this.others = new Map(Object.entries(m.others));
+        this.othersAt = Date.now();
+        return true;
+      case 'lease':
+        this.leases.get(m.id)?.(m.r);
+        this.leases.delete(m.id);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  canaryEvent(e: CanaryEvent): void {
+    this.seen.take(e);
+    this.send({ t: 'canary', e });
+  }
+
+  remoteCounts(route: string): { requests: number; failures: number } {
+    // Not heard from the primary for 3 s: the others' counts are too old to judge by.
+    if (Date.now() - this.othersAt > 3_000) return { requests: 0, failures: 0 };
+    return this.others.get(route) ?? { requests: 0, failures: 0 };
+  }
+
+  lease(key: string, p: Policy, want: number): Promise<{ granted: number; remaining: number; resetSeconds: number } | undefined> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.leases.delete(id);
+        resolve(undefined);
+      }, LEASE_TIMEOUT_MS);
+      this.leases.set(id, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      this.send({ t: 'lease', id, key, p: { limit: p.limit, windowMs: p.windowMs, burst: p.burst }, want });
+    });
+  }
+
+  status(): undefined {
+    return undefined;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    for (const resolve of this.leases.values()) resolve(undefined);
+    this.leases.clear();
+  }
+}
