@@ -178,9 +178,13 @@ export class Gateway implements PipelineHost, AdminControl {
     } else this.shared = undefined;
     this.deps.sharedLimiter = this.shared;
     if (this.shared !== undefined) {
-      this.shared.countsSource = () => [...this.table.canaries.values()].map((c) => ({ route: c.route, ...c.localCounts() }));
+      // Once a second: the canary windows (rollback and ramp rules) and the shadow noise learnt.
+      this.shared.countsSource = () => [
+        ...[...this.table.canaries.values()].map((c) => ({ key: `canary:${c.route}`, counts: c.localCounts() })),
+        ...[...this.table.shadows.values()].filter((s) => s.config.noise !== undefined).map((s) => ({ key: `shadow:${s.route}`, counts: s.learnt() })),
+      ];
       const shared = this.shared;
-      this.deps.sharedCounts = (route) => shared.remoteCounts(route);
+      this.deps.sharedCounts = (key) => shared.remoteCounts(key);
     }
     this.table = activate(loaded, this.deps);
     this.tableServed(loaded);

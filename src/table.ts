@@ -9,6 +9,7 @@ import { CanaryState, type CanaryEvents } from './canary/state';
 import { ShadowRoute, type ShadowEvents } from './shadow/route';
 import { RouteLimiter, type SharedLimiter } from './ratelimit/route';
 import { Upstream, type UpstreamEvents } from './upstream';
+import type { Counts } from './state/peers';
 
 /**
  * A route table ready to serve: the matcher, the forwarding policy and one
@@ -51,8 +52,8 @@ export interface TableDeps {
   /** Makes the breaker that protects a forward-auth endpoint. */
   canaryEvents: CanaryEvents;
   shadowEvents: ShadowEvents;
-  /** Other replicas' canary-side counts per route (Redis), when configured. */
-  sharedCounts?: ((route: string) => { requests: number; failures: number }) | undefined;
+  /** Other processes' counts by key (`canary:<route>`, `shadow:<route>`), summed: replicas through Redis, workers through their primary. */
+  sharedCounts?: ((key: string) => Counts | undefined) | undefined;
   /** Rate-limit decisions shared between replicas (Redis), when configured. */
   sharedLimiter?: SharedLimiter | undefined;
   authBreaker(config: NonNullable<RouteTableConfig['auth']>): AuthBreaker | undefined;
@@ -93,6 +94,9 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     const primary = config.upstreams[r.upstream]!;
     const shadow = same ? kept : new ShadowRoute(r.name, r.shadow, target.urls[0]!, target.preserveHost, deps.shadowEvents, primary.urls[0]!, primary.preserveHost);
     if (r.canary?.gate !== undefined) shadow.gateWindow(r.canary.gate.windowMs);
+    // The noise learnt by other processes counts here too.
+    const sharedNoise = deps.sharedCounts;
+    if (sharedNoise !== undefined && r.shadow.noise !== undefined) shadow.remoteLearnt = () => sharedNoise(`shadow:${r.name}`);
     shadows.set(r.name, shadow);
   }
   const canaries = new Map<string, CanaryState>();
@@ -105,9 +109,9 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
     const agreement = shadow === undefined ? undefined : () => shadow.agreement();
     const same = kept && kept.primary === r.upstream && JSON.stringify(kept.config) === JSON.stringify(r.canary) && (r.canary.gate === undefined || previous?.shadows.get(r.name) === shadow);
     const state = same ? kept : new CanaryState(r.name, r.upstream, r.canary, deps.canaryEvents, Date.now, agreement);
-    // Replicas sharing state judge a rollback on the fleet's counts.
+    // Processes sharing state judge a rollback, and a ramp step, on the fleet's counts.
     const shared = deps.sharedCounts;
-    if (shared !== undefined) state.remoteCounts = () => shared(r.name);
+    if (shared !== undefined) state.remoteCounts = () => shared(`canary:${r.name}`);
     canaries.set(r.name, state);
   }
   return Object.freeze({

@@ -208,3 +208,38 @@ routes:
     expect((await send(a.gw.adminPort!, '/metrics')).body).toContain('strangler_redis_up 1');
   });
 });
+
+describe('the shadow noise learnt by one replica counts on the others', () => {
+  const redis = new TestRedis();
+  test('a field learnt as noise through replica a is noise on replica b, which has served nothing', async () => {
+    await redis.start();
+    let calls = 0;
+    const monolith = await startUpstream((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 1, generatedAt: `${Date.now()}-${++calls}` })));
+    const orders = await startUpstream((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 1, generatedAt: `shadow-${++calls}` })));
+    const table = `
+state: { redis: { url: ${redis.url}, keyPrefix: "noise:${process.pid}:" } }
+upstreams: { monolith: { url: ${monolith.url} }, orders: { url: ${orders.url} } }
+routes:
+  - { name: orders, path: /o, upstream: monolith, shadow: { upstream: orders, noise: { sample: 100 } } }
+`;
+    const a = await startGateway(table);
+    const b = await startGateway(table);
+    try {
+      await until(() => a.gw.sharedStatus()?.redis === 'connected' && b.gw.sharedStatus()?.redis === 'connected', 5000);
+      for (let i = 0; i < 5; i++) await send(a.port, `/o/${i}`);
+      const onA = a.gw.table.shadows.get('orders')!;
+      const onB = b.gw.table.shadows.get('orders')!;
+      await until(() => (onA.describe().noise as { samples: number }).samples === 5, 3000);
+      expect(onA.isNoise('$.generatedAt')).toBe(true);
+      expect((onB.describe().noise as { samples: number }).samples).toBe(0);
+      // Once a second each replica writes what it learnt and reads the others'.
+      await until(() => onB.isNoise('$.generatedAt'), 3000);
+      expect(onB.isNoise('$.id')).toBe(false);
+    } finally {
+      await a.stop();
+      await b.stop();
+      await Promise.all([monolith.close(), orders.close()]);
+      await redis.stop();
+    }
+  });
+});

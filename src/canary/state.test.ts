@@ -175,6 +175,34 @@ describe('progressive ramp on a fake clock', () => {
   });
 });
 
+describe('the ramp judged on every process\'s windows (shared state)', () => {
+  test('failures and slowness seen by another process hold this one\'s ramp; without them it steps', () => {
+    let now = 0;
+    const cfg = { percent: 100, steps: [10, 20, 50], stepEveryMs: 1000, maxLatencyFactor: 2, rollback: { maxErrorPercent: 5, minRequests: 1000, windowMs: 5000 } };
+    const other = canary(cfg, () => now);
+    const here = canary(cfg, () => now);
+    here.remoteCounts = () => other.localCounts();
+    const alone = canary(cfg, () => now);
+    // Only the other process sees canary traffic, and it fails.
+    for (let i = 0; i < 10; i++) other.record('canary', true, 5);
+    now += 1000;
+    expect(alone.effectivePercent()).toBe(20);
+    expect(here.effectivePercent()).toBe(10);
+    expect((here.describe().ramp as { paused: string }).paused).toMatch(/canary error rate 100% above 5%/);
+    // Later: the other process's canary answers are healthy but slow against its primary answers.
+    now += 10_000;
+    for (let i = 0; i < 20; i++) {
+      other.record('primary', false, 10);
+      other.record('canary', false, 500);
+    }
+    now += 1000;
+    here.effectivePercent();
+    expect((here.describe().ramp as { paused: string }).paused).toMatch(/p95 500 ms is over 2x the primary's 10 ms/);
+    // What is shared: both sides' windows, histograms included.
+    expect(other.localCounts()).toMatchObject({ requests: 20, failures: 0, primaryRequests: 20, latency: expect.any(Array), primaryLatency: expect.any(Array) });
+  });
+});
+
 describe('promotion gate on a fake clock', () => {
   test('the ramp waits for enough comparisons, then for few enough mismatches, then steps', () => {
     let now = 1_000_000;

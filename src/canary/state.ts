@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CanaryConfig } from '../config/schema';
 import { cookieValue } from '../core/cookies';
-import { RollingWindow, type WindowStats } from './window';
+import type { Counts } from '../state/peers';
+import { RollingWindow, type WindowStats, type WindowSums } from './window';
 
 export type Side = 'primary' | 'canary';
 
@@ -137,23 +138,29 @@ export class CanaryState {
     this.nextStepAt = this.now() + this.config.stepEveryMs;
   }
 
-  /** Other replicas' canary-side counts over their windows (shared state), summed; set by the gateway. */
-  remoteCounts: (() => { requests: number; failures: number }) | undefined = undefined;
+  /** The other processes' windows (replicas through Redis, workers through their primary), summed; set by the gateway. */
+  remoteCounts: (() => Counts | undefined) | undefined = undefined;
 
-  /** This replica's canary-side window, plus the other replicas' when they are shared: what the rollback rule judges. */
+  /** The canary side's window here plus the others' (when shared): what the rollback rule judges. */
   private judged(): { requests: number; errorPercent: number } {
-    const local = this.canaryWindow.stats();
     const remote = this.remoteCounts?.();
-    if (remote === undefined || remote.requests === 0) return local;
-    const requests = local.requests + remote.requests;
-    const failures = local.failures + remote.failures;
-    return { requests, errorPercent: Math.round((failures / requests) * 10_000) / 100 };
+    return this.canaryWindow.stats(remote === undefined ? undefined : (remote as Partial<WindowSums>));
   }
 
-  /** This replica's canary-side counts, for the other replicas. */
-  localCounts(): { requests: number; failures: number } {
-    const s = this.canaryWindow.stats();
-    return { requests: s.requests, failures: s.failures };
+  /**
+   * Both sides' windows, for the other processes: the rollback rule judges the
+   * canary side's requests and failures, the ramp's health check both sides' latency too.
+   */
+  localCounts(): Counts {
+    const c = this.canaryWindow.sums();
+    const p = this.primaryWindow.sums();
+    return { requests: c.requests, failures: c.failures, latency: c.latency, primaryRequests: p.requests, primaryFailures: p.failures, primaryLatency: p.latency };
+  }
+
+  /** The others' primary-side window as a window's sums. */
+  private remotePrimary(remote: Counts | undefined): Partial<WindowSums> | undefined {
+    if (remote === undefined) return undefined;
+    return { requests: remote.primaryRequests as number | undefined, failures: remote.primaryFailures as number | undefined, latency: remote.primaryLatency as number[] | undefined };
   }
 
   /**
@@ -177,11 +184,13 @@ export class CanaryState {
 
   private healthy(): string | undefined {
     const rb = this.config.rollback;
-    const canary = this.canaryWindow.stats();
+    // Judged on every process's windows when they are shared: a step is taken (or held) for the whole fleet.
+    const remote = this.remoteCounts?.();
+    const canary = this.canaryWindow.stats(remote as Partial<WindowSums> | undefined);
     const max = rb?.maxErrorPercent ?? 5;
     // Pausing is the safe side: any volume over the error limit holds the ramp (rollback needs minRequests).
     if (canary.requests > 0 && canary.errorPercent > max) return `canary error rate ${canary.errorPercent}% above ${max}%`;
-    const primary = this.primaryWindow.stats();
+    const primary = this.primaryWindow.stats(this.remotePrimary(remote));
     if (canary.p95Ms !== null && primary.p95Ms !== null && canary.p95Ms > primary.p95Ms * this.config.maxLatencyFactor) {
       return `canary p95 ${canary.p95Ms} ms is over ${this.config.maxLatencyFactor}x the primary's ${primary.p95Ms} ms`;
     }

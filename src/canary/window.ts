@@ -60,7 +60,8 @@ export class RollingWindow {
     s.latency[i]!++;
   }
 
-  stats(): WindowStats {
+  /** The window's sums: requests, failures and the latency histogram (what other processes add to theirs). */
+  sums(): WindowSums {
     const t = this.now();
     const oldest = t - t % this.slotMs - 9 * this.slotMs;
     let requests = 0;
@@ -72,14 +73,36 @@ export class RollingWindow {
       failures += s.failures;
       for (let i = 0; i < latency.length; i++) latency[i]! += s.latency[i]!;
     }
-    return {
-      requests,
-      failures,
-      errorPercent: requests === 0 ? 0 : Math.round((failures / requests) * 10000) / 100,
-      p50Ms: percentile(latency, requests, 0.5),
-      p95Ms: percentile(latency, requests, 0.95),
-    };
+    return { requests, failures, latency };
   }
+
+  /** This window's stats, with other processes' sums added when given. */
+  stats(others?: Partial<WindowSums>): WindowStats {
+    return statsOf(this.sums(), others);
+  }
+}
+
+export interface WindowSums {
+  requests: number;
+  failures: number;
+  latency: number[];
+}
+
+function statsOf(own: WindowSums, others?: Partial<WindowSums>): WindowStats {
+  let { requests, failures, latency } = own;
+  if (others !== undefined) {
+    requests += typeof others.requests === 'number' ? others.requests : 0;
+    failures += typeof others.failures === 'number' ? others.failures : 0;
+    const theirs = others.latency;
+    if (Array.isArray(theirs)) latency = latency.map((n, i) => n + (typeof theirs[i] === 'number' ? theirs[i] : 0));
+  }
+  return {
+    requests,
+    failures,
+    errorPercent: requests === 0 ? 0 : Math.round((failures / requests) * 10000) / 100,
+    p50Ms: percentile(latency, requests, 0.5),
+    p95Ms: percentile(latency, requests, 0.95),
+  };
 }
 
 function percentile(hist: number[], total: number, q: number): number | null {

@@ -1,5 +1,5 @@
 import type { Policy } from '../ratelimit/gcra';
-import { NewestEvents, type CanaryCounts, type CanaryEvent, type Peers } from '../state/peers';
+import { NewestEvents, type CanaryEvent, type Counts, type Peers, type SharedCounts } from '../state/peers';
 import type { FromWorker, ToWorker } from './protocol';
 
 /** Counts go to the primary this often (the rollback rule's window is ten seconds or more). */
@@ -15,8 +15,8 @@ const LEASE_TIMEOUT_MS = 250;
  * (with Redis, each worker is a replica of its own there).
  */
 export class ClusterPeers implements Peers {
-  countsSource: (() => CanaryCounts[]) | undefined = undefined;
-  private others = new Map<string, { requests: number; failures: number }>();
+  countsSource: (() => SharedCounts[]) | undefined = undefined;
+  private others = new Map<string, Counts>();
   private othersAt = 0;
   private readonly seen = new NewestEvents();
   private readonly leases = new Map<number, (r: { granted: number; remaining: number; resetSeconds: number } | undefined) => void>();
@@ -58,10 +58,10 @@ export class ClusterPeers implements Peers {
     this.send({ t: 'canary', e });
   }
 
-  remoteCounts(route: string): { requests: number; failures: number } {
+  remoteCounts(key: string): Counts | undefined {
     // Not heard from the primary for 3 s: the others' counts are too old to judge by.
-    if (Date.now() - this.othersAt > 3_000) return { requests: 0, failures: 0 };
-    return this.others.get(route) ?? { requests: 0, failures: 0 };
+    if (Date.now() - this.othersAt > 3_000) return undefined;
+    return this.others.get(key);
   }
 
   lease(key: string, p: Policy, want: number): Promise<{ granted: number; remaining: number; resetSeconds: number } | undefined> {

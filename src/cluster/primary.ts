@@ -8,7 +8,7 @@ import type { InventoryReport } from '../migration/insight';
 import { createLoggers, type LogOutputs, type Logger, type Loggers } from '../observability/logger';
 import type { GatewayMetrics } from '../observability/metrics';
 import { LeaseBank } from '../ratelimit/gcra';
-import { NewestEvents, slot as eventSlot, sumFresh, type CanaryEvent } from '../state/peers';
+import { NewestEvents, slot as eventSlot, sumFresh, type CanaryEvent, type Counts } from '../state/peers';
 import { TableControl, type ReloadRecord, type ReloadTrigger, type TableTarget } from '../tableControl';
 import type { Loaded } from '../server';
 import { mergeStates } from './merge';
@@ -38,8 +38,8 @@ interface Slot {
   /** Restarts in a row (each after a short life). */
   failures: number;
   restart: NodeJS.Timeout | undefined;
-  /** Its latest canary-side counts per route. */
-  counts: Map<string, { requests: number; failures: number; at: number }>;
+  /** Its latest shared counts per key. */
+  counts: Map<string, { counts: Counts; at: number }>;
 }
 
 interface Waiting {
@@ -214,9 +214,12 @@ export class Primary implements AdminControl, TableTarget {
         return;
       case 'counts': {
         const now = Date.now();
-        for (const c of m.counts) slot.counts.set(c.route, { requests: c.requests, failures: c.failures, at: now });
-        const others: Record<string, { requests: number; failures: number }> = {};
-        for (const c of m.counts) others[c.route] = sumFresh(this.slots.filter((s) => s !== slot).flatMap((s) => s.counts.get(c.route) ?? []), now);
+        for (const c of m.counts) slot.counts.set(c.key, { counts: c.counts, at: now });
+        const others: Record<string, Counts> = {};
+        for (const c of m.counts) {
+          const sum = sumFresh(this.slots.filter((s) => s !== slot).flatMap((s) => s.counts.get(c.key) ?? []), now);
+          if (sum !== undefined) others[c.key] = sum;
+        }
         this.send(slot, { t: 'counts', others });
         return;
       }

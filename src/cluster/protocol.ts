@@ -1,6 +1,6 @@
 import type { LoadedTable } from '../config/load';
 import type { Policy } from '../ratelimit/gcra';
-import type { CanaryCounts, CanaryEvent } from '../state/peers';
+import type { CanaryEvent, Counts, SharedCounts } from '../state/peers';
 
 /**
  * Messages between the primary and its workers (server.workers), over the
@@ -30,8 +30,8 @@ export type ToWorker =
   | { t: 'ask'; id: number; q: Question }
   /** A canary decision made by another worker (or remembered by the primary for a new one). */
   | { t: 'canary'; e: CanaryEvent }
-  /** The other workers' canary-side counts, summed per route. */
-  | { t: 'counts'; others: Record<string, { requests: number; failures: number }> }
+  /** The other workers' counts, summed per key. */
+  | { t: 'counts'; others: Record<string, Counts> }
   | { t: 'lease'; id: number; r: { granted: number; remaining: number; resetSeconds: number } }
   /** Drain and exit. */
   | { t: 'stop' };
@@ -43,7 +43,7 @@ export type FromWorker =
   | { t: 'applied'; id: number; version: string; error?: string }
   | { t: 'answer'; id: number; value?: unknown; error?: string }
   | { t: 'canary'; e: CanaryEvent }
-  | { t: 'counts'; counts: CanaryCounts[] }
+  | { t: 'counts'; counts: SharedCounts[] }
   | { t: 'lease'; id: number; key: string; p: Policy; want: number };
 
 /** The environment variable that makes `strangler start` a worker, with its slot number. */

@@ -5,6 +5,7 @@ import type { ShadowConfig } from '../config/schema';
 import { childTraceparent } from '../observability/requestId';
 import { basePathOf, rewritePath, stripOf } from '../routing/compile';
 import { compareAnswers, headerSelection, type CompareOptions, type Difference } from './compare';
+import type { Counts } from '../state/peers';
 
 /** Why a request was not copied, or its answers not compared. */
 export type SkipReason = 'sampled-out' | 'method' | 'body-unknown-length' | 'saturated' | 'too-large' | 'primary-failed' | 'circuit-open';
@@ -36,6 +37,8 @@ export interface ShadowTap {
 }
 
 const MAX_FIELDS = 50;
+/** Fields of the noise learnt sent to other processes once a second: the most frequent. */
+const SHARED_FIELDS = 50;
 const MAX_SAMPLES = 50;
 /** Compared pairs whose durations are kept for the latency percentiles. */
 const LATENCY_KEPT = 1000;
@@ -218,12 +221,27 @@ export class ShadowRoute {
   isNoise(field: string): boolean {
     const n = this.config.noise;
     const c = this.counts;
-    if (n === undefined || c.noiseSamples === 0) return false;
-    const noiseRate = (c.noise.get(field) ?? 0) / c.noiseSamples;
+    // With other processes' learning (shared state), their samples count as this one's.
+    const r = this.remoteLearnt?.();
+    const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+    const field_ = (rec: unknown): number => (rec !== null && typeof rec === 'object' ? num((rec as Record<string, unknown>)[field]) : 0);
+    const samples = c.noiseSamples + num(r?.noiseSamples);
+    if (n === undefined || samples === 0) return false;
+    const noiseRate = ((c.noise.get(field) ?? 0) + field_(r?.noise)) / samples;
     if (noiseRate === 0) return false;
-    const rawRate = (c.raw.get(field) ?? 0) / Math.max(1, c.compared);
+    const rawRate = ((c.raw.get(field) ?? 0) + field_(r?.raw)) / Math.max(1, c.compared + num(r?.compared));
     const gap = rawRate - noiseRate;
     return !(gap > 0 && gap / (rawRate + noiseRate) > n.relativePercent / 100 && gap > n.absolutePercent / 100);
+  }
+
+  /** Other processes' learning, summed (replicas through Redis, workers through their primary); set by the gateway. */
+  remoteLearnt: (() => Counts | undefined) | undefined = undefined;
+
+  /** What this process learnt of the noise (the most frequent fields), for the other processes. */
+  learnt(): Counts {
+    const c = this.counts;
+    const top = (m: Map<string, number>): Record<string, number> => Object.fromEntries([...m].sort((a, b) => b[1] - a[1]).slice(0, SHARED_FIELDS));
+    return { noiseSamples: c.noiseSamples, compared: c.compared, noise: top(c.noise), raw: top(c.raw) };
   }
 
   late(requestId: string, outcome: ShadowOutcome, fields: string[]): void {

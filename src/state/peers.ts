@@ -22,19 +22,26 @@ export interface CanaryEvent {
   nextStepAt?: number;
 }
 
-export interface CanaryCounts {
-  route: string;
-  requests: number;
-  failures: number;
+/**
+ * Numbers a process shares about one route once a second, summed over the
+ * others by whoever reads them: plain numbers, arrays of numbers (histogram
+ * buckets) and records of numbers (per-field counts) add up key by key.
+ */
+export type Counts = Record<string, number | number[] | Record<string, number>>;
+
+export interface SharedCounts {
+  /** `canary:<route>` (what the rollback and ramp rules judge) or `shadow:<route>` (the noise learnt). */
+  key: string;
+  counts: Counts;
 }
 
 export interface Peers extends SharedLimiter {
-  /** Canary routes whose counts this process shares, and where it reads them (set by the gateway). */
-  countsSource: (() => CanaryCounts[]) | undefined;
+  /** What this process shares once a second, and where it reads it (set by the gateway). */
+  countsSource: (() => SharedCounts[]) | undefined;
   /** A canary event decided here: announced to the others. */
   canaryEvent(e: CanaryEvent): void;
-  /** The others' canary-side counts for a route, as last heard (zero while they cannot be reached). */
-  remoteCounts(route: string): { requests: number; failures: number };
+  /** The others' counts under a key, summed, as last heard; undefined when none (or they cannot be reached). */
+  remoteCounts(key: string): Counts | undefined;
   /** Redis reachability (state.redis); undefined when the peers are not reached through Redis. */
   status(): { redis: 'connected' | 'unavailable'; detail: string } | undefined;
   close(): void;
@@ -58,16 +65,32 @@ export class NewestEvents {
   }
 }
 
+/** Adds `from` into `into`, key by key (numbers, arrays element by element, records field by field). */
+export function addCounts(into: Counts, from: Counts): Counts {
+  for (const [k, v] of Object.entries(from)) {
+    const have = into[k];
+    if (typeof v === 'number') into[k] = (typeof have === 'number' ? have : 0) + v;
+    else if (Array.isArray(v)) {
+      const sum = Array.isArray(have) ? have : new Array<number>(v.length).fill(0);
+      for (let i = 0; i < v.length; i++) sum[i] = (sum[i] ?? 0) + (typeof v[i] === 'number' ? v[i]! : 0);
+      into[k] = sum;
+    } else if (v !== null && typeof v === 'object') {
+      const sum = have !== undefined && typeof have === 'object' && !Array.isArray(have) ? have : {};
+      for (const [f, n] of Object.entries(v)) if (typeof n === 'number') sum[f] = (sum[f] ?? 0) + n;
+      into[k] = sum;
+    }
+  }
+  return into;
+}
+
 /** Sums count reports heard from others (each with when it was made), skipping those older than 3 s: a process that stopped reporting is gone. */
-export function sumFresh(reports: Iterable<{ requests: number; failures: number; at: number }>, now: number): { requests: number; failures: number } {
-  let requests = 0;
-  let failures = 0;
+export function sumFresh(reports: Iterable<{ counts: Counts; at: number }>, now: number): Counts | undefined {
+  let sum: Counts | undefined;
   for (const v of reports) {
     if (now - v.at > 3_000) continue;
-    requests += v.requests;
-    failures += v.failures;
+    sum = addCounts(sum ?? {}, v.counts);
   }
-  return { requests, failures };
+  return sum;
 }
 
 export type { Policy };

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
 import type { Policy } from '../ratelimit/gcra';
-import { NewestEvents, slot, sumFresh, type CanaryCounts, type CanaryEvent, type Peers } from './peers';
+import { NewestEvents, slot, sumFresh, type CanaryEvent, type Counts, type Peers, type SharedCounts } from './peers';
 
 export type { CanaryEvent };
 
@@ -61,8 +61,8 @@ export class SharedState implements Peers {
   private readonly timer: NodeJS.Timeout;
   /** This replica's id in the shared counts. */
   private readonly replica = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
-  /** Other replicas' canary-side counts per route, as last read (with when each was written). */
-  private remote = new Map<string, Array<{ requests: number; failures: number; at: number }>>();
+  /** Other replicas' counts per key, as last read (with when each was written). */
+  private remote = new Map<string, Array<{ counts: Counts; at: number }>>();
   /** The newest canary event seen per route (local or remote). */
   private readonly seen = new NewestEvents();
   /** Local events Redis has not taken yet (it was away): sent when it returns. */
@@ -166,41 +166,43 @@ export class SharedState implements Peers {
   }
 
   /** Canary routes whose counts this replica shares, and where it reads them (set by the gateway). */
-  countsSource: (() => CanaryCounts[]) | undefined = undefined;
+  countsSource: (() => SharedCounts[]) | undefined = undefined;
 
   /**
-   * Once a second: this replica's canary-side window counts go to Redis (one
-   * hash per route, a field per replica, expiring), and the others' are read:
-   * the rollback rule judges the fleet's window, not one replica's share of it.
+   * Once a second: this replica's counts (the canary windows the rollback and
+   * ramp rules judge, the shadow noise learnt) go to Redis, one hash per key
+   * with a field per replica, expiring; the others' are read back. The rules
+   * judge the fleet's counts, not one replica's share of them.
    */
   private async exchangeCounts(): Promise<void> {
     const mine = this.countsSource?.() ?? [];
-    const next = new Map<string, Array<{ requests: number; failures: number; at: number }>>();
+    const next = new Map<string, Array<{ counts: Counts; at: number }>>();
     const now = Date.now();
     for (const c of mine) {
-      const key = `${this.prefix}counts:${c.route}`;
-      await this.client.hset(key, this.replica, JSON.stringify({ requests: c.requests, failures: c.failures, at: now }));
+      const key = `${this.prefix}counts:${c.key}`;
+      await this.client.hset(key, this.replica, JSON.stringify({ counts: c.counts, at: now }));
       await this.client.pexpire(key, 10_000);
       const all = await this.client.hgetall(key);
-      const others: Array<{ requests: number; failures: number; at: number }> = [];
+      const others: Array<{ counts: Counts; at: number }> = [];
       for (const [replica, value] of Object.entries(all)) {
         if (replica === this.replica) continue;
         try {
-          others.push(JSON.parse(value) as { requests: number; failures: number; at: number });
+          const v = JSON.parse(value) as { counts?: Counts; at?: number };
+          if (v.counts !== undefined && typeof v.at === 'number') others.push({ counts: v.counts, at: v.at });
         } catch {
           // Not ours.
         }
       }
-      next.set(c.route, others);
+      next.set(c.key, others);
     }
     this.remote = next;
   }
 
-  /** The other replicas' canary-side counts for a route (zero without Redis, or while it is away). */
-  remoteCounts(route: string): { requests: number; failures: number } {
-    if (!this.up) return { requests: 0, failures: 0 };
+  /** The other replicas' counts under a key, summed (undefined without them, or while Redis is away). */
+  remoteCounts(key: string): Counts | undefined {
+    if (!this.up) return undefined;
     // A replica that stopped writing (gone) stops counting after 3 s.
-    return sumFresh(this.remote.get(route) ?? [], Date.now());
+    return sumFresh(this.remote.get(key) ?? [], Date.now());
   }
 
   /**
