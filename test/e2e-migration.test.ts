@@ -130,6 +130,25 @@ routes:
   - { name: all, path: /, upstream: monolith }
 ${extra}`;
 
+  test('a password in a URL (state.redis.url) is a secret too: masked in GET /table and /routes, kept by PUT', async () => {
+    // (Nothing listens there: the gateway serves with local decisions meanwhile.)
+    const gw = await startGateway(table().replace('upstreams:\n', 'state: { redis: { url: "redis://:hunter2-pw@127.0.0.1:9" } }\nupstreams:\n'));
+    try {
+      const t = json(await send(gw.gw.adminPort!, '/table', { headers: auth }));
+      expect(t.text).not.toContain('hunter2');
+      expect(t.text).toContain('state: { redis: { url: "***" } }');
+      const routes = (await send(gw.gw.adminPort!, '/routes', { headers: auth })).body;
+      expect(routes).not.toContain('hunter2');
+      expect(routes).toContain('redis://:***@127.0.0.1:9');
+      const put = await send(gw.gw.adminPort!, '/table', { method: 'PUT', headers: { ...auth, 'content-type': 'application/yaml', 'if-match': t.version }, body: `${t.text}  - { name: more, path: /more, upstream: orders }\n` });
+      expect(put.status).toBe(200);
+      expect(readFileSync(gw.configPath, 'utf8')).toContain('state: { redis: { url: "redis://:hunter2-pw@127.0.0.1:9" } }');
+      expect(gw.logs.lines.map((l) => JSON.stringify(l)).join('\n')).not.toContain('hunter2');
+    } finally {
+      await gw.stop();
+    }
+  });
+
   test('GET /table masks literal secrets; PUT keeps them, saves atomically with history, keeps the mode, reloads, and logs who', async () => {
     const gw = await startGateway(table());
     try {

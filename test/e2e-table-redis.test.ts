@@ -60,7 +60,7 @@ ${extra}`;
 
   test('push publishes a table; replicas load it at start; pull prints it with its version', async () => {
     const pushed = cli('push', file('t1.yaml', table('a')));
-    expect(pushed).toMatchObject({ code: 0, out: expect.stringMatching(/^published version [0-9a-f]+ to redis:test:\d+:table\n$/) });
+    expect(pushed).toMatchObject({ code: 0, out: expect.stringMatching(/^published version [0-9a-f]+ to redis:test:\d+:\{table\}\n$/) });
     const local = `source: redis\nadmin: { port: 0 }\nstate: { redis: { url: ${redis.url}, keyPrefix: "${prefix}" } }\n`;
     gw = await startGateway(local);
     gw2 = await startGateway(local);
@@ -109,12 +109,12 @@ ${extra}`;
       const { versionOf } = await import('../src/config/version');
       // Written without PUBLISH: only the version check sees it.
       const text = table('b');
-      await client.hset(`${prefix}table`, 'version', versionOf(text), 'text', text);
+      await client.hset(`${prefix}{table}`, 'version', versionOf(text), 'text', text);
       await until(() => gw.gw.table.config.routes[0]!.upstream === 'b', 2500);
       const bad = table('b').replace('path: /api', 'path: api');
-      await client.hset(`${prefix}table`, 'version', versionOf(bad), 'text', bad);
+      await client.hset(`${prefix}{table}`, 'version', versionOf(bad), 'text', bad);
       await until(() => gw.gw.lastReloadError !== undefined, 2500);
-      expect(gw.gw.lastReloadError!.problems[0]).toMatchObject({ file: `redis:${prefix}table@${versionOf(bad)}`, line: 5 });
+      expect(gw.gw.lastReloadError!.problems[0]).toMatchObject({ file: `redis:${prefix}{table}@${versionOf(bad)}`, line: 5 });
       expect((await send(gw.port, '/api')).body).toBe('b');
     } finally {
       client.disconnect();

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import Koa from 'koa';
 import Router from 'koa-router';
 import { formatProblem, type ConfigProblem } from '../config/problem';
-import { SECRET_KEY } from '../config/secretKeys';
+import { CREDENTIAL_URL, maskUrlPassword, SECRET_KEY } from '../config/secretKeys';
 import type { RouteTableConfig } from '../config/schema';
 import type { ActiveTable } from '../table';
 import type { InventoryReport } from '../migration/insight';
@@ -67,7 +67,10 @@ export interface AdminControl {
 
 /** A copy of the table with every secret-named value shown as `***`. */
 export function redactConfig(config: RouteTableConfig): unknown {
-  return JSON.parse(JSON.stringify(config), (key, value: unknown) => (SECRET_KEY.test(key) && value !== undefined && value !== null ? '***' : value));
+  return JSON.parse(JSON.stringify(config), (key, value: unknown) => {
+    if (SECRET_KEY.test(key) && value !== undefined && value !== null) return '***';
+    return typeof value === 'string' && CREDENTIAL_URL.test(value) ? maskUrlPassword(value) : value;
+  });
 }
 
 function problemsJson(problems: ConfigProblem[]) {

@@ -11,11 +11,12 @@ const USAGE = `Usage:
   strangler explain --config FILE METHOD PATH [-H 'Name: value']... [--user ID]
                                              show which route, upstream and canary side would serve a request
   strangler diff OLD.yaml NEW.yaml           what an edit changes, in words (exit 1 if NEW is invalid)
-  strangler pull [--redis URL] [--prefix P]  print the table published in Redis (source: redis), first line "# strangler-version: V"
-  strangler push FILE [--redis URL] [--prefix P] [--base VERSION]
+  strangler pull [--redis URL | --config LOCAL] [--prefix P]
+                                             print the table published in Redis (source: redis), first line "# strangler-version: V"
+  strangler push FILE [--redis URL | --config LOCAL] [--prefix P] [--base VERSION]
                                              validate FILE and publish it if the live version is still the one it was
                                              pulled at (its first line, or --base); exit 1 with what changed meanwhile if not
-  (--redis defaults to $REDIS_URL; --prefix to state.redis.keyPrefix's default, "strangler:")
+  (the Redis: --config's state.redis (also a cluster or sentinels), --redis, or $REDIS_URL; --prefix: "strangler:")
 `;
 
 function fail(message: string, code = 2): never {
@@ -95,10 +96,18 @@ async function start(args: string[]): Promise<void> {
   await runGateway(configPath(values.config)).catch((err: Error) => fail(err.message, 1));
 }
 
-/** The Redis a pull or push talks to: --redis, else $REDIS_URL. */
-async function tableStore(values: { redis?: string; prefix?: string }): Promise<import('../state/tableStore').RedisTableStore> {
+/** The Redis a pull or push talks to: --config's state.redis (a cluster, sentinels), else --redis, else $REDIS_URL. */
+async function tableStore(values: { redis?: string; prefix?: string; config?: string }): Promise<import('../state/tableStore').RedisTableStore> {
+  if (values.config !== undefined) {
+    const { formatProblem, peekLocal } = await import('../config/load');
+    const local = peekLocal(values.config, process.env);
+    if (!local.ok) fail(local.problems.map(formatProblem).join('\n'), 1);
+    if (local.redis === undefined) fail(`${values.config} has no state.redis: which Redis?`, 1);
+    const { RedisTableStore } = await import('../state/tableStore');
+    return new RedisTableStore(values.prefix === undefined ? local.redis : { ...local.redis, keyPrefix: values.prefix });
+  }
   const url = values.redis ?? process.env.REDIS_URL;
-  if (!url) fail('which Redis? pass --redis URL or set REDIS_URL');
+  if (!url) fail('which Redis? pass --redis URL, --config FILE (its state.redis) or set REDIS_URL');
   const { StateSchema } = await import('../config/schema');
   const parsed = StateSchema.safeParse({ redis: { url, ...(values.prefix === undefined ? {} : { keyPrefix: values.prefix }) } });
   if (!parsed.success || parsed.data.redis === undefined) fail(`--redis/--prefix: ${parsed.error?.issues.map((i) => i.message).join('; ') ?? 'invalid'}`);
@@ -109,7 +118,7 @@ async function tableStore(values: { redis?: string; prefix?: string }): Promise<
 const VERSION_LINE = /^# strangler-version: (\S*)\r?\n/;
 
 async function pull(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { redis: { type: 'string' }, prefix: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { redis: { type: 'string' }, prefix: { type: 'string' }, config: { type: 'string', short: 'c' } } });
   const store = await tableStore(values);
   try {
     const live = await store.get();
@@ -125,7 +134,7 @@ async function pull(args: string[]): Promise<void> {
 }
 
 async function push(args: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { redis: { type: 'string' }, prefix: { type: 'string' }, base: { type: 'string' } } });
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { redis: { type: 'string' }, prefix: { type: 'string' }, config: { type: 'string', short: 'c' }, base: { type: 'string' } } });
   const file = positionals[0];
   if (!file) fail(`strangler push: which file?\n\n${USAGE}`);
   const { readFileSync } = await import('node:fs');

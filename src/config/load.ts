@@ -265,16 +265,29 @@ export type SourcePeek =
  * and `state.redis` says where the rest is.
  */
 export function peekSource(file: string, env: NodeJS.ProcessEnv = process.env): SourcePeek {
+  const local = peekLocal(file, env);
+  if (!local.ok || local.source === 'file') return local.ok ? { ok: true, source: 'file' } : local;
+  if (local.redis === undefined) return { ok: false, problems: [local.missing] };
+  return { ok: true, source: 'redis', redis: local.redis };
+}
+
+/**
+ * A local file's `source` and `state.redis`, read without checking the rest
+ * (a file with `source: redis` has no routes): for the gateway's start, and
+ * for `strangler pull/push --config`.
+ */
+export function peekLocal(file: string, env: NodeJS.ProcessEnv = process.env): { ok: true; source: 'file' | 'redis'; redis: NonNullable<StateConfig['redis']> | undefined; missing: ConfigProblem } | { ok: false; problems: ConfigProblem[] } {
+  const none = { file, line: 1, col: 1, message: 'source: redis needs state.redis (where the table is kept)' };
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
-  } catch {
-    // The load that follows reports it.
-    return { ok: true, source: 'file' };
+  } catch (err) {
+    return { ok: false, problems: [{ file, line: 1, col: 1, message: `cannot read the route table: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message}` }] };
   }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
-  if (doc.errors.length > 0 || doc.contents === null) return { ok: true, source: 'file' };
+  // A file that does not parse is a file table: its load reports every problem.
+  if (doc.errors.length > 0 || doc.contents === null) return { ok: true, source: 'file', redis: undefined, missing: none };
   const map = new SourceMap(doc, lines, file);
   const problems: ConfigProblem[] = [];
   interpolate(doc, env, map, problems);
@@ -282,13 +295,12 @@ export function peekSource(file: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     raw = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as typeof raw;
   } catch {
-    return { ok: true, source: 'file' };
+    return { ok: true, source: 'file', redis: undefined, missing: none };
   }
-  if (raw.source !== 'redis') return { ok: true, source: 'file' };
+  const source = raw.source === 'redis' ? 'redis' : 'file';
   const state = StateSchema.safeParse(raw.state ?? {});
-  if (problems.length) return { ok: false, problems };
-  if (!state.success || state.data.redis === undefined) return { ok: false, problems: [map.problem(['source'], 'source: redis needs state.redis (where the table is kept)')] };
-  return { ok: true, source: 'redis', redis: state.data.redis };
+  if (source === 'redis' && problems.length) return { ok: false, problems };
+  return { ok: true, source, redis: state.success ? state.data.redis : undefined, missing: map.problem(['source'], none.message) };
 }
 
 /**

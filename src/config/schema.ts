@@ -436,9 +436,18 @@ export const StateSchema = z.strictObject({
   /** Share canary rollbacks and resets, and rate-limit counters, between replicas. */
   redis: z
     .strictObject({
-      /** redis:// or rediss:// (use ${REDIS_URL}). */
-      url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
-      keyPrefix: z.string().min(1).default('strangler:'),
+      /** redis:// or rediss:// (use ${REDIS_URL}); or a list: Redis Cluster nodes (redis://), or sentinels (redis-sentinel://, with sentinelName). */
+      url: z.union([
+        z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, or a list of cluster nodes or sentinels'),
+        z
+          .array(z.string().regex(/^(rediss?|redis-sentinel):\/\/[^/]/, 'each must be a redis://, rediss:// (cluster nodes) or redis-sentinel:// (sentinels) address'))
+          .min(1)
+          .refine((l) => l.every((u) => u.startsWith('redis-sentinel:')) || l.every((u) => !u.startsWith('redis-sentinel:')), 'a list is either cluster nodes (redis://) or sentinels (redis-sentinel://), not both'),
+      ]),
+      /** The master's name the sentinels know (a list of redis-sentinel:// addresses). */
+      sentinelName: z.string().min(1).default('mymaster'),
+      /** No braces: the gateway adds a hash tag of its own to keys used together (Redis Cluster). */
+      keyPrefix: z.string().min(1).regex(/^[^{}]*$/, 'must not contain { or }').default('strangler:'),
       connectTimeoutMs: int(100, 60_000).default(2_000),
     })
     .optional(),

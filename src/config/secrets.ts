@@ -1,6 +1,6 @@
-import { isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Pair } from 'yaml';
+import { isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Scalar } from 'yaml';
 import type { ConfigProblem } from './problem';
-import { SECRET_KEY } from './secretKeys';
+import { CREDENTIAL_URL, SECRET_KEY } from './secretKeys';
 
 /**
  * Secrets in a route table's YAML text, for the console: shown as `"***"`,
@@ -26,10 +26,16 @@ function secretScalars(text: string): { doc: Document; secrets: SecretScalar[] }
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
   const secrets: SecretScalar[] = [];
   visit(doc, {
-    Pair(_key, pair: Pair, ancestors) {
-      if (!isScalar(pair.key) || !SECRET_KEY.test(String(pair.key.value)) || !isScalar(pair.value) || pair.value.range === undefined || pair.value.range === null) return;
+    // A secret is the value of a secret-named key, or a URL with a password in it (state.redis.url, an upstream's url).
+    Scalar(_key, node: Scalar, ancestors) {
+      if (node.range === undefined || node.range === null) return;
+      const parent = ancestors[ancestors.length - 1];
+      if (isPair(parent) && parent.key === node) return;
+      const named = isPair(parent) && parent.value === node && isScalar(parent.key) && SECRET_KEY.test(String(parent.key.value));
+      // (A `***` anywhere is a masked one, to put back.)
+      if (!named && node.value !== MASK && !(typeof node.value === 'string' && CREDENTIAL_URL.test(node.value))) return;
       const path: string[] = [];
-      let child: unknown = pair;
+      let child: unknown = node;
       // Ancestors run from the document down: each map pair adds its key, each sequence the item's index.
       for (let i = ancestors.length - 1; i >= 0; i--) {
         const a = ancestors[i];
@@ -37,10 +43,9 @@ function secretScalars(text: string): { doc: Document; secrets: SecretScalar[] }
         else if (isSeq(a)) path.unshift(String(a.items.indexOf(child as never)));
         child = a;
       }
-      path.push(String(pair.key.value));
-      const [start, end] = pair.value.range;
+      const [start, end] = node.range;
       const at = lines.linePos(start);
-      secrets.push({ path: path.join('.'), start, end, value: pair.value.value, line: at.line, col: at.col });
+      secrets.push({ path: path.join('.'), start, end, value: node.value, line: at.line, col: at.col });
     },
   });
   return { doc, secrets };

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
 import type { Policy } from '../ratelimit/gcra';
+import { redisClient } from './connect';
 import { NewestEvents, slot, sumFresh, type CanaryEvent, type Counts, type Peers, type SharedCounts } from './peers';
 
 export type { CanaryEvent };
@@ -72,8 +73,6 @@ export class SharedState implements Peers {
     config: NonNullable<StateConfig['redis']>,
     private readonly events: SharedStateEvents,
   ) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { Redis } = require('ioredis') as typeof import('ioredis');
     const options = {
       connectTimeout: config.connectTimeoutMs,
       // No queue while Redis is away: a call fails at once and the caller answers locally.
@@ -85,9 +84,9 @@ export class SharedState implements Peers {
       retryStrategy: (attempt: number) => Math.min(2_000, 100 * attempt),
       lazyConnect: false,
     };
-    this.client = new Redis(config.url, options) as GcraClient;
+    this.client = redisClient(config, options) as GcraClient;
     this.client.defineCommand('gcra', { numberOfKeys: 1, lua: GCRA_LUA });
-    this.subscriber = new Redis(config.url, { ...options, enableAutoPipelining: false });
+    this.subscriber = redisClient(config, { ...options, enableAutoPipelining: false });
     this.prefix = config.keyPrefix;
     this.channel = `${this.prefix}events`;
     this.canaryKey = `${this.prefix}canary`;

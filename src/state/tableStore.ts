@@ -1,6 +1,7 @@
 import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
 import { versionOf } from '../config/version';
+import { redisClient } from './connect';
 
 /**
  * The route table kept in Redis (`source: redis`), for fleets without a
@@ -44,12 +45,11 @@ export class RedisTableStore {
   readonly where: string;
 
   constructor(private readonly config: NonNullable<StateConfig['redis']>) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { Redis } = require('ioredis') as typeof import('ioredis');
-    this.client = new Redis(config.url, { connectTimeout: config.connectTimeoutMs, maxRetriesPerRequest: 1, commandTimeout: 2_000, retryStrategy: (n: number) => Math.min(2_000, 100 * n) }) as PushClient;
+    this.client = redisClient(config, { connectTimeout: config.connectTimeoutMs, maxRetriesPerRequest: 1, commandTimeout: 2_000, retryStrategy: (n: number) => Math.min(2_000, 100 * n) }) as PushClient;
     this.client.on('error', () => undefined);
     this.client.defineCommand('pushTable', { numberOfKeys: 3, lua: PUSH_LUA });
-    this.key = `${config.keyPrefix}table`;
+    // {table}: the three keys of the publishing script hash to one slot (Redis Cluster).
+    this.key = `${config.keyPrefix}{table}`;
     this.channel = `${config.keyPrefix}table:events`;
     this.where = `redis:${this.key}`;
   }
@@ -75,9 +75,7 @@ export class RedisTableStore {
 
   /** Calls `changed` with each version announced; the caller also checks now and then (a message can be missed). */
   subscribe(changed: (version: string) => void): void {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { Redis } = require('ioredis') as typeof import('ioredis');
-    const sub = new Redis(this.config.url, { connectTimeout: this.config.connectTimeoutMs, retryStrategy: (n: number) => Math.min(2_000, 100 * n) });
+    const sub = redisClient(this.config, { connectTimeout: this.config.connectTimeoutMs, retryStrategy: (n: number) => Math.min(2_000, 100 * n) });
     sub.on('error', () => undefined);
     sub.on('ready', () => void sub.subscribe(this.channel).catch(() => undefined));
     sub.on('message', (_channel: string, version: string) => changed(version));
