@@ -92,11 +92,7 @@ export class TestRedis {
   }
 
   async stop(): Promise<void> {
-    const c = this.child;
-    if (c === undefined || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGKILL');
-    await exited;
+    await killed(this.child);
     this.child = undefined;
   }
 }
@@ -131,10 +127,14 @@ export class TestSentinel {
   }
 
   async stop(): Promise<void> {
-    const c = this.child;
-    if (c === undefined || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGKILL');
-    await exited;
+    await killed(this.child);
   }
+}
+
+/** Kills a server process and waits for it to be gone. */
+async function killed(c: ChildProcess | undefined): Promise<void> {
+  if (c === undefined || c.exitCode !== null) return;
+  const exited = new Promise((r) => c.once('exit', r));
+  c.kill('SIGKILL');
+  await exited;
 }
