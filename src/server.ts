@@ -1,4 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { TlsListener } from './tls/listener';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AdminControl, CandidateCheck, EditOutcome, ReloadError, ReloadOutcome } from './admin/app';
@@ -67,6 +69,11 @@ export class Gateway implements PipelineHost, AdminControl {
   readonly metrics: GatewayMetrics | undefined;
   /** State shared with other replicas (state.redis, read at start); undefined without it. */
   readonly shared: Peers | undefined;
+  /** server.tls: the certificates of the listening port (an https server), and the plain listener that redirects to it. */
+  private readonly tls: TlsListener | undefined;
+  private redirect: Server | undefined;
+  /** The Strict-Transport-Security value (server.hsts), from the table served. */
+  private hsts: string | undefined;
   /** A worker's link to the others through its primary (server.workers without Redis). */
   private readonly clusterPeers: ClusterPeers | undefined;
   /** The migration's counts: only with an admin port (where they are read) and migration.count. */
@@ -83,7 +90,7 @@ export class Gateway implements PipelineHost, AdminControl {
   readonly log: Logger;
   readonly accessLog: AccessLog | null;
   private readonly loggers: Loggers;
-  private readonly server: Server;
+  private readonly server: Server | HttpsServer;
   private inFlight = 0;
   private readonly upgraded = new Set<Duplex>();
   private drainWaiters: Array<() => void> = [];
@@ -110,6 +117,7 @@ export class Gateway implements PipelineHost, AdminControl {
         const status = this.shared?.status();
         return status === undefined ? undefined : status.redis === 'connected';
       },
+      () => this.tls?.certificates ?? [],
     );
     const metrics = this.metrics;
     this.dispatchEvents = {
@@ -191,7 +199,7 @@ export class Gateway implements PipelineHost, AdminControl {
     this.control = owner === undefined ? undefined : new TableControl(options.configPath, owner.loader, owner.source, loaded, this, this.log, this.metrics);
     if (this.control === undefined) this.metrics?.activeVersion(loaded.version);
     const s = loaded.config.server;
-    this.server = createServer({
+    const serverOptions = {
       maxHeaderSize: s.maxHeaderBytes,
       keepAliveTimeout: s.keepAliveTimeoutMs,
       headersTimeout: s.headersTimeoutMs,
@@ -200,13 +208,21 @@ export class Gateway implements PipelineHost, AdminControl {
       // be cut up to 30 s late. A quarter of the shorter one keeps it within a quarter of its limit.
       connectionsCheckingInterval: checkingIntervalMs(s.headersTimeoutMs, s.requestTimeoutMs),
       // Node's default 1000 header lines is generous; the byte limit above is what protects us.
-    });
+    };
+    // server.tls is read at start (the listener's kind); its certificate files are re-read when they change.
+    this.tls = s.tls === undefined ? undefined : new (require('./tls/listener') as typeof import('./tls/listener')).TlsListener(s.tls);
+    this.server = this.tls === undefined ? createServer(serverOptions) : this.tls.createServer(serverOptions);
+    if (this.tls !== undefined) this.hsts = (require('./tls/listener') as typeof import('./tls/listener')).hstsValue(s);
     // No count limit in Node's parser: past it Node drops header lines from req.headers while still framing
     // the body with them (a dropped Content-Length). The byte limit bounds memory; the pipeline refuses
     // requests with MAX_HEADER_LINES or more lines (431).
     this.server.maxHeadersCount = 0;
     const pipeline = createPipeline(this);
-    this.server.on('request', pipeline.onRequest);
+    // Strict-Transport-Security (server.hsts, over TLS only) is set before anything answers: every answer carries it.
+    this.server.on('request', this.tls === undefined ? pipeline.onRequest : (req: IncomingMessage, res: ServerResponse) => {
+      if (this.hsts !== undefined) res.setHeader('strict-transport-security', this.hsts);
+      pipeline.onRequest(req, res);
+    });
     this.server.on('upgrade', pipeline.onUpgrade);
     this.server.on('clientError', pipeline.onClientError);
   }
@@ -256,6 +272,24 @@ export class Gateway implements PipelineHost, AdminControl {
     return this.admin ? (this.admin.address() as AddressInfo).port : undefined;
   }
 
+  /** The certificate files changed: swapped in if they check, else the old ones are kept (and it is reported like a bad reload). */
+  private reloadTls(): void {
+    const tls = this.tls;
+    if (tls === undefined || this.draining) return;
+    const r = tls.reload(this.server as HttpsServer);
+    const changes = r.ok ? [`TLS certificates reloaded: ${r.certificates.map((c) => `${c.subject} until ${c.notAfter.toISOString()}`).join(', ')}`] : [];
+    if (this.control !== undefined) {
+      this.control.external('tls', r.ok ? { ok: true, changes } : { ok: false, file: 'server.tls', message: `${r.error}; still serving the previous certificates` });
+      return;
+    }
+    if (r.ok) this.log.info({ trigger: 'tls', changes }, changes[0]!);
+    else this.log.error({ trigger: 'tls', problems: [r.error] }, `TLS certificates rejected, still serving the previous ones: ${r.error}`);
+  }
+
+  get redirectPort(): number | undefined {
+    return this.redirect ? (this.redirect.address() as AddressInfo).port : undefined;
+  }
+
   /** A message from the primary for the peers (canary decisions and counts, leases); false when it is not one. */
   peerMessage(m: ToWorker): boolean {
     return this.clusterPeers?.receive(m) ?? false;
@@ -272,6 +306,7 @@ export class Gateway implements PipelineHost, AdminControl {
 
   /** A table was swapped in: the migration counts follow its settings. */
   private tableServed(loaded: LoadedTable): void {
+    this.hsts = this.tls === undefined ? undefined : (require('./tls/listener') as typeof import('./tls/listener')).hstsValue(loaded.config.server);
     const m = loaded.config.migration;
     if (loaded.config.admin === undefined || !m.count) {
       this.migration = undefined;
@@ -425,18 +460,35 @@ export class Gateway implements PipelineHost, AdminControl {
     return [...this.breakerTransitions].reverse();
   }
 
-  private listen(): Promise<void> {
+  private async listen(): Promise<void> {
     const s = this.table.config.server;
     const port = this.options.port ?? s.port;
     const host = this.options.host ?? s.host;
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
-        this.log.info({ port: this.port, host, version: this.table.version, routes: this.table.config.routes.length }, 'gateway listening');
+        this.log.info({ port: this.port, host, tls: this.tls !== undefined, version: this.table.version, routes: this.table.config.routes.length }, 'gateway listening');
         resolve();
       });
     });
+    if (this.tls === undefined) return;
+    const r = s.redirectHttp;
+    if (r !== undefined) {
+      const { createRedirectServer } = await import('./tls/listener');
+      const redirect = createRedirectServer(() => this.port, () => this.table.config.server.healthPath);
+      this.redirect = redirect;
+      await new Promise<void>((resolve, reject) => {
+        redirect.once('error', reject);
+        redirect.listen(r.port, r.host ?? host, () => {
+          redirect.off('error', reject);
+          this.log.info({ port: this.redirectPort, host: r.host ?? host }, 'redirecting plain HTTP to https');
+          resolve();
+        });
+      });
+    }
+    const reload = this.table.config.reload;
+    this.tls.watch(() => this.reloadTls(), reload.debounceMs, reload.pollIntervalMs);
   }
 
   get port(): number {
@@ -494,6 +546,14 @@ export class Gateway implements PipelineHost, AdminControl {
     for (const socket of this.upgraded) socket.destroy();
     this.server.closeAllConnections();
     await closed;
+    this.tls?.stop();
+    if (this.redirect !== undefined) {
+      const redirect = this.redirect;
+      await new Promise<void>((resolve) => {
+        redirect.close(() => resolve());
+        redirect.closeAllConnections();
+      });
+    }
     if (this.admin) {
       const admin = this.admin;
       await new Promise<void>((resolve) => {

@@ -10,7 +10,7 @@ import type { LoadOutcome, TableLoader } from './tableLoader';
 import type { RedisTableStore } from './state/tableStore';
 import type { ConfigProblem } from './config/problem';
 
-export type ReloadTrigger = 'watch' | 'SIGHUP' | 'api' | 'console' | 'redis';
+export type ReloadTrigger = 'watch' | 'SIGHUP' | 'api' | 'console' | 'redis' | 'tls';
 
 export interface ReloadRecord {
   at: string;
@@ -225,6 +225,19 @@ export class TableControl {
     });
     if (this.history.length > RELOADS_KEPT) this.history.shift();
     return outcome;
+  }
+
+  /**
+   * A reload of something the table names but does not hold (the TLS
+   * certificates' files): kept in the history and reported like a table reload.
+   */
+  external(trigger: ReloadTrigger, result: { ok: true; changes: string[] } | { ok: false; file: string; message: string }): ReloadOutcome {
+    const version = this.loaded.version;
+    if (!result.ok) return this.remember(trigger, this.failed(trigger, version, [{ file: result.file, line: 0, col: 0, message: result.message }]));
+    this.lastReloadError = undefined;
+    this.counter?.reload('applied');
+    this.log.info({ trigger, version, changes: result.changes }, result.changes.join('; '));
+    return this.remember(trigger, { outcome: 'applied', version, previousVersion: version, changes: result.changes, durationMs: 0 });
   }
 
   reloads(): ReloadRecord[] {

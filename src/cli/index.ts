@@ -36,6 +36,15 @@ async function validate(args: string[]): Promise<void> {
   const result = loadTableFile(file, process.env);
   if (result.ok) {
     process.stdout.write('OK\n');
+    const tls = result.table.config.server.tls;
+    if (tls !== undefined) {
+      // Checked (they load); a certificate near its end is worth a warning, not a failure.
+      const { loadContexts } = await import('../tls/certificates');
+      for (const c of loadContexts(tls).certificates) {
+        const days = Math.floor((c.notAfter.getTime() - Date.now()) / 86_400_000);
+        if (days < 14) process.stderr.write(`warning: ${c.name}: the certificate ${c.subject} ${days < 0 ? 'expired' : 'expires'} on ${c.notAfter.toISOString()}${days < 0 ? '' : ` (in ${days} days)`}\n`);
+      }
+    }
     return;
   }
   process.stdout.write(result.problems.map(formatProblem).join('\n') + '\n');

@@ -3,6 +3,7 @@ import { Document, isMap, isNode, isPair, isScalar, LineCounter, parseDocument, 
 import type { z } from 'zod';
 import { LogSchema, MigrationSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, StateSchema, UpstreamSchema, type RouteTableConfig, type StateConfig } from './schema';
 import { checkSemantics } from './semantics';
+import { loadContexts } from '../tls/certificates';
 
 import { formatProblem, type ConfigProblem } from './problem';
 
@@ -177,7 +178,7 @@ export function loadTableText(source: string, file: string, env: NodeJS.ProcessE
     if (partial) problems.push(...checkSemantics(partial, map).filter((p) => !seen.has(`${p.line}:${p.col}`)));
   }
   if (!parsed.success || problems.length) return { ok: false, problems: byPosition(dedupe(problems)) };
-  const semantic = checkSemantics(parsed.data, map);
+  const semantic = [...checkSemantics(parsed.data, map), ...checkTlsFiles(parsed.data, map)];
   if (semantic.length) return { ok: false, problems: byPosition(semantic) };
   return { ok: true, table: { config: deepFreeze(parsed.data), version: versionOf(source), source: file, text: source } };
 }
@@ -323,4 +324,18 @@ export function checkPublishable(text: string, file: string): ConfigProblem[] {
     }
   }
   return problems;
+}
+
+/** The listening port's certificates: each file readable, each a PEM of its kind, each key matching its certificate. */
+function checkTlsFiles(table: RouteTableConfig, map: SourceMap): ConfigProblem[] {
+  const tls = table.server.tls;
+  if (tls === undefined) return [];
+  try {
+    loadContexts(tls);
+    return [];
+  } catch (err) {
+    const message = (err as Error).message;
+    const at = /^server\.tls\.certificates\[(\d+)\]/.exec(message);
+    return [map.problem(at ? ['server', 'tls', 'certificates', Number(at[1])] : ['server', 'tls'], message)];
+  }
 }

@@ -60,8 +60,23 @@ const method = z
   .transform((m) => m.toUpperCase())
   .pipe(z.enum(HTTP_METHODS, { error: (iss) => `"${String(iss.input)}" is not an HTTP method; use one of ${HTTP_METHODS.join(', ')}` }));
 
+export const TlsServerSchema = z.strictObject({
+  /** PEM certificate chain and private key: the certificate served when no `certificates` entry matches the SNI name. */
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  /** More certificates, chosen by the name the client asks for (SNI). */
+  certificates: z.array(z.strictObject({ hosts: z.array(hostPattern).min(1), certFile: z.string().min(1), keyFile: z.string().min(1) })).default([]),
+});
+
 export const ServerSchema = z.strictObject({
   port: int(0, 65535).default(8080),
+  /** Terminate TLS on the listening port; the certificate files are re-read when they change. */
+  tls: TlsServerSchema.optional(),
+  /** With tls: a plain listener that answers only 308 to https (and the health path). */
+  redirectHttp: z.strictObject({ port: int(0, 65535), host: z.string().min(1).optional() }).optional(),
+  /** With tls: Strict-Transport-Security on every HTTPS answer (RFC 6797). */
+  hsts: z.strictObject({ maxAgeSec: int(0, 63_072_000), includeSubDomains: bool.default(false), preload: bool.default(false) }).optional(),
   /** Processes serving traffic: 1 (this one), a number, or `auto` (one per available core); a primary owns the table and the admin API. */
   workers: z.union([z.literal('auto'), int(1, 256)]).default(1),
   host: z.string().min(1).default('0.0.0.0'),
@@ -502,3 +517,4 @@ export type ForwardAuthConfig = z.infer<typeof ForwardAuthSchema>;
 export type BreakerConfig = z.infer<typeof BreakerSchema>;
 export type OutlierConfig = z.infer<typeof OutlierSchema>;
 export type RouteTableConfig = z.infer<typeof RouteTableSchema>;
+export type TlsServerConfig = z.infer<typeof TlsServerSchema>;

@@ -24,6 +24,12 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
     if (schemes.size > 1) problems.push(map.problem(['upstreams', name, 'urls'], `upstreams.${name}.urls: every instance must use the same scheme (all http:// or all https://)`));
   }
   const server = table.server;
+  if (server.tls === undefined) {
+    if (server.redirectHttp !== undefined) problems.push(map.problem(['server', 'redirectHttp'], 'server.redirectHttp: redirects to https need server.tls'));
+    if (server.hsts !== undefined) problems.push(map.problem(['server', 'hsts'], 'server.hsts: Strict-Transport-Security is sent only over HTTPS: it needs server.tls'));
+  } else if (server.redirectHttp !== undefined && server.redirectHttp.port !== 0 && server.redirectHttp.port === server.port) {
+    problems.push(map.problem(['server', 'redirectHttp', 'port'], `server.redirectHttp.port: ${server.port} is the TLS port itself`));
+  }
   // Node refuses to start a server whose header deadline is longer than its whole-request deadline.
   if (server.requestTimeoutMs > 0 && server.headersTimeoutMs > server.requestTimeoutMs) {
     problems.push(

@@ -66,6 +66,7 @@ export class GatewayMetrics {
     canaryPercents: () => Array<{ route: string; percent: number; rolledBack: boolean }> = () => [],
     migration: () => MigrationCounts | undefined = () => undefined,
     redisUp: () => boolean | undefined = () => undefined,
+    tlsCertificates: () => ReadonlyArray<{ name: string; notAfter: Date }> = () => [],
   ) {
     const registers = [this.registry];
     this.requests = new FastCounter('strangler_requests_total', 'Requests answered, by route, upstream and status class', this.registry);
@@ -181,6 +182,19 @@ export class GatewayMetrics {
         const up = redisUp();
         this.reset();
         if (up !== undefined) this.set(up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'strangler_tls_cert_expiry_seconds',
+      help: 'Seconds until each certificate of the listening port (server.tls) expires, by its place in the table; negative once expired',
+      labelNames: ['name'],
+      registers,
+      // The same certificates in every worker: the soonest is the answer.
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const c of tlsCertificates()) this.set({ name: c.name }, Math.round((c.notAfter.getTime() - now) / 1000));
       },
     });
     this.workerRestarts = new Counter({ name: 'strangler_worker_restarts_total', help: 'Workers (server.workers) that exited and were restarted', registers });

@@ -20,7 +20,7 @@ export interface TableDiff {
 }
 
 const NOWHERE = '(no route: 404)';
-const LIVE_SERVER_SETTINGS = new Set(['healthPath', 'trustProxy', 'encodedSlashes', 'drainTimeoutMs']);
+const LIVE_SERVER_SETTINGS = new Set(['hsts', 'healthPath', 'trustProxy', 'encodedSlashes', 'drainTimeoutMs']);
 
 export function diffTables(before: RouteTableConfig, after: RouteTableConfig): TableDiff {
   const oldRoutes = new Map(before.routes.map((r) => [r.name, r]));
