@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { TlsListener } from './tls/listener';
+import { TableWatcher } from './config/watch';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AdminControl, CandidateCheck, EditOutcome, ReloadError, ReloadOutcome } from './admin/app';
@@ -74,6 +75,9 @@ export class Gateway implements PipelineHost, AdminControl {
   private redirect: Server | undefined;
   /** The Strict-Transport-Security value (server.hsts), from the table served. */
   private hsts: string | undefined;
+  /** The table served (to activate again when upstream TLS files change). */
+  private current: LoadedTable | undefined;
+  private readonly upstreamTlsWatchers = new Map<string, TableWatcher>();
   /** A worker's link to the others through its primary (server.workers without Redis). */
   private readonly clusterPeers: ClusterPeers | undefined;
   /** The migration's counts: only with an admin port (where they are read) and migration.count. */
@@ -117,7 +121,10 @@ export class Gateway implements PipelineHost, AdminControl {
         const status = this.shared?.status();
         return status === undefined ? undefined : status.redis === 'connected';
       },
-      () => this.tls?.certificates ?? [],
+      () => [
+        ...(this.tls?.certificates ?? []),
+        ...[...this.table.upstreams.values()].flatMap((u) => (u.clientCertificate === undefined ? [] : [{ name: `upstreams.${u.name}.tls`, notAfter: u.clientCertificate.notAfter }])),
+      ],
     );
     const metrics = this.metrics;
     this.dispatchEvents = {
@@ -272,6 +279,63 @@ export class Gateway implements PipelineHost, AdminControl {
     return this.admin ? (this.admin.address() as AddressInfo).port : undefined;
   }
 
+  /**
+   * upstreams.<name>.tls: every file is watched while a served table names it
+   * (and each load warns about insecureSkipVerify). A change rebuilds the
+   * upstreams whose files changed, if every file still checks.
+   */
+  private watchUpstreamTls(loaded: LoadedTable): void {
+    const files = new Set<string>();
+    for (const [name, u] of Object.entries(loaded.config.upstreams)) {
+      if (u.tls === undefined) continue;
+      if (u.tls.insecureSkipVerify) this.log.warn({ upstream: name }, `upstream ${name}: insecureSkipVerify is on: its certificate is not verified, anyone on the path can pose as it`);
+      for (const f of [u.tls.caFile, u.tls.certFile, u.tls.keyFile]) if (f !== undefined) files.add(f);
+    }
+    for (const [file, w] of this.upstreamTlsWatchers) {
+      if (files.has(file)) continue;
+      w.stop();
+      this.upstreamTlsWatchers.delete(file);
+    }
+    const r = loaded.config.reload;
+    for (const file of files) {
+      if (this.upstreamTlsWatchers.has(file)) continue;
+      const w = new TableWatcher(file, () => this.reloadUpstreamTls(), r.debounceMs, r.pollIntervalMs);
+      w.start();
+      this.upstreamTlsWatchers.set(file, w);
+    }
+  }
+
+  private reloadUpstreamTls(): void {
+    const loaded = this.current;
+    if (this.draining || loaded === undefined) return;
+    const { readUpstreamTls } = require('./tls/certificates') as typeof import('./tls/certificates');
+    const problems: string[] = [];
+    for (const [name, u] of Object.entries(loaded.config.upstreams)) {
+      if (u.tls === undefined) continue;
+      try {
+        readUpstreamTls(u.tls, name);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
+    }
+    const previous = this.table;
+    if (problems.length === 0) {
+      // The same table, activated again: only upstreams whose files changed are rebuilt (their pools start afresh).
+      const next = activate(loaded, this.deps, previous, previous.matcher);
+      this.table = next;
+      const rebuilt = [...retiredUpstreams(previous, next)];
+      for (const upstream of rebuilt) upstream.retire();
+      if (rebuilt.length === 0) return;
+      const changes = [`upstream TLS files reloaded: ${rebuilt.map((u) => u.name).join(', ')}`];
+      if (this.control !== undefined) this.control.external('tls', { ok: true, changes });
+      else this.log.info({ trigger: 'tls', changes }, changes[0]!);
+      return;
+    }
+    const message = `${problems.join('; ')}; still using the previous files`;
+    if (this.control !== undefined) this.control.external('tls', { ok: false, file: 'upstreams', message });
+    else this.log.error({ trigger: 'tls', problems }, `upstream TLS files rejected: ${message}`);
+  }
+
   /** The certificate files changed: swapped in if they check, else the old ones are kept (and it is reported like a bad reload). */
   private reloadTls(): void {
     const tls = this.tls;
@@ -304,8 +368,10 @@ export class Gateway implements PipelineHost, AdminControl {
     return m === undefined ? undefined : { contentType: m.registry.contentType, text: await m.text() };
   }
 
-  /** A table was swapped in: the migration counts follow its settings. */
+  /** A table was swapped in: the migration counts follow its settings; upstream TLS files are watched. */
   private tableServed(loaded: LoadedTable): void {
+    this.current = loaded;
+    this.watchUpstreamTls(loaded);
     this.hsts = this.tls === undefined ? undefined : (require('./tls/listener') as typeof import('./tls/listener')).hstsValue(loaded.config.server);
     const m = loaded.config.migration;
     if (loaded.config.admin === undefined || !m.count) {
@@ -547,6 +613,7 @@ export class Gateway implements PipelineHost, AdminControl {
     this.server.closeAllConnections();
     await closed;
     this.tls?.stop();
+    for (const w of this.upstreamTlsWatchers.values()) w.stop();
     if (this.redirect !== undefined) {
       const redirect = this.redirect;
       await new Promise<void>((resolve) => {

@@ -10,6 +10,7 @@ import { ShadowRoute, type ShadowEvents } from './shadow/route';
 import { RouteLimiter, type SharedLimiter } from './ratelimit/route';
 import { Upstream, type UpstreamEvents } from './upstream';
 import type { Counts } from './state/peers';
+import { upstreamTlsFingerprint } from './tls/certificates';
 
 /**
  * A route table ready to serve: the matcher, the forwarding policy and one
@@ -66,7 +67,9 @@ export function activate(loaded: LoadedTable, deps: TableDeps, previous?: Active
   for (const [name, cfg] of Object.entries(config.upstreams)) {
     // Kept across reloads while its settings are unchanged: pools stay warm, breaker state survives.
     const kept = previous?.upstreams.get(name);
-    upstreams.set(name, kept && sameUpstream(kept.config, cfg) ? kept : new Upstream(name, cfg, deps.log, deps.events, deps.onResponse));
+    // An upstream with TLS files is also rebuilt when their contents changed (a renewed client certificate).
+    const same = kept && sameUpstream(kept.config, cfg) && (cfg.tls === undefined || kept.tlsFingerprint === upstreamTlsFingerprint(cfg.tls, name));
+    upstreams.set(name, same ? kept : new Upstream(name, cfg, deps.log, deps.events, deps.onResponse));
   }
   let auth: Authenticator | undefined;
   if (config.auth) {

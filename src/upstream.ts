@@ -4,6 +4,7 @@ import { UpstreamTransport, type ResponseHandler } from './proxy/upstream';
 import { UpstreamBreaker, type BreakerState } from './resilience/breaker';
 import { RetryBudget } from './resilience/budget';
 import { InstanceSet } from './resilience/instances';
+import { readUpstreamTls, type CertificateInfo, type UpstreamTlsMaterial } from './tls/certificates';
 
 export interface UpstreamEvents {
   breakerChanged(upstream: string, from: BreakerState, to: BreakerState): void;
@@ -23,6 +24,10 @@ export class Upstream {
   inFlight = 0;
   /** Its instances' origins (`http://10.0.0.5:8080`), for recognising its own absolute redirects. */
   readonly origins: readonly string[];
+  /** A hash of its TLS files' contents when built: a change rebuilds it. */
+  readonly tlsFingerprint: string;
+  /** Its client certificate (mTLS), for the expiry in the admin API and metrics. */
+  readonly clientCertificate: CertificateInfo | undefined;
 
   constructor(
     readonly name: string,
@@ -31,7 +36,19 @@ export class Upstream {
     events: UpstreamEvents,
     onResponse: ResponseHandler,
   ) {
-    this.transport = new UpstreamTransport(name, config, onResponse);
+    // upstreams.<name>.tls: read when the upstream is built (validation checked the files; if one went
+    // missing since, the upstream is built without it, and its requests fail visibly).
+    let tls: UpstreamTlsMaterial | undefined;
+    if (config.tls !== undefined) {
+      try {
+        tls = readUpstreamTls(config.tls, name);
+      } catch (err) {
+        log.error({ upstream: name, err: (err as Error).message }, `upstream ${name}: TLS files unreadable`);
+      }
+    }
+    this.tlsFingerprint = config.tls === undefined ? '' : (tls?.fingerprint ?? 'unreadable');
+    this.clientCertificate = tls?.certificate;
+    this.transport = new UpstreamTransport(name, config, onResponse, tls?.options);
     this.origins = config.urls.map((u) => new URL(u).origin);
     this.instances = new InstanceSet(config.urls, config.balance, config.outlier);
     this.budget = new RetryBudget(config.retryBudget.percent, config.retryBudget.burst);
@@ -56,6 +73,9 @@ export class Upstream {
       openConnections: this.transport.openConnections(),
       busyConnections: this.transport.busyConnections(),
       breaker: { enabled: this.config.breaker.enabled, state: this.breaker.state, ...this.breaker.counts() },
+      ...(this.config.tls === undefined
+        ? {}
+        : { tls: { insecureSkipVerify: this.config.tls.insecureSkipVerify, clientCertificate: this.clientCertificate === undefined ? null : { subject: this.clientCertificate.subject, notAfter: this.clientCertificate.notAfter.toISOString() } } }),
       instances: this.instances.instances.map((i) => ({
         url: i.url,
         inFlight: i.inFlight,

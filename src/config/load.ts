@@ -3,7 +3,7 @@ import { Document, isMap, isNode, isPair, isScalar, LineCounter, parseDocument, 
 import type { z } from 'zod';
 import { LogSchema, MigrationSchema, ReloadSchema, RouteSchema, RouteTableSchema, ServerSchema, StateSchema, UpstreamSchema, type RouteTableConfig, type StateConfig } from './schema';
 import { checkSemantics } from './semantics';
-import { loadContexts } from '../tls/certificates';
+import { loadContexts, readUpstreamTls } from '../tls/certificates';
 
 import { formatProblem, type ConfigProblem } from './problem';
 
@@ -328,14 +328,24 @@ export function checkPublishable(text: string, file: string): ConfigProblem[] {
 
 /** The listening port's certificates: each file readable, each a PEM of its kind, each key matching its certificate. */
 function checkTlsFiles(table: RouteTableConfig, map: SourceMap): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
   const tls = table.server.tls;
-  if (tls === undefined) return [];
-  try {
-    loadContexts(tls);
-    return [];
-  } catch (err) {
-    const message = (err as Error).message;
-    const at = /^server\.tls\.certificates\[(\d+)\]/.exec(message);
-    return [map.problem(at ? ['server', 'tls', 'certificates', Number(at[1])] : ['server', 'tls'], message)];
+  if (tls !== undefined) {
+    try {
+      loadContexts(tls);
+    } catch (err) {
+      const message = (err as Error).message;
+      const at = /^server\.tls\.certificates\[(\d+)\]/.exec(message);
+      problems.push(map.problem(at ? ['server', 'tls', 'certificates', Number(at[1])] : ['server', 'tls'], message));
+    }
   }
+  for (const [name, u] of Object.entries(table.upstreams)) {
+    if (u.tls === undefined) continue;
+    try {
+      readUpstreamTls(u.tls, name);
+    } catch (err) {
+      problems.push(map.problem(['upstreams', name, 'tls'], (err as Error).message));
+    }
+  }
+  return problems;
 }

@@ -145,6 +145,18 @@ export const UpstreamSchema = z
     maxSockets: int(1, 65_535).default(1024),
     /** Largest response head accepted from this upstream; a larger one is refused (502), not counted as the upstream failing. */
     maxResponseHeaderBytes: int(1024, 1_048_576).default(65_536),
+    /** https:// upstreams: whom to trust, the client certificate (mTLS), the name to ask for; files read when the upstream is built and when they change. */
+    tls: z
+      .strictObject({
+        caFile: z.string().min(1).optional(),
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+        servername: z.string().min(1).optional(),
+        minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+        insecureSkipVerify: bool.default(false),
+      })
+      .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), 'certFile and keyFile go together (the client certificate and its key)')
+      .optional(),
     /** Idle keep-alive connections are closed after this; keep it below the upstream's keepAliveTimeout. */
     idleTimeoutMs: int(100, 600_000).default(4_000),
     /** Bulkhead: at most this many requests in flight to this upstream; more are refused (503) or fall back. */

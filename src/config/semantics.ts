@@ -22,6 +22,7 @@ export function checkSemantics(table: RouteTableConfig, map: SourceMap): ConfigP
     // One connection pool (an http or an https agent) serves every instance.
     const schemes = new Set((u.urls ?? []).map((x) => new URL(x).protocol));
     if (schemes.size > 1) problems.push(map.problem(['upstreams', name, 'urls'], `upstreams.${name}.urls: every instance must use the same scheme (all http:// or all https://)`));
+    if (u.tls !== undefined && !schemes.has('https:')) problems.push(map.problem(['upstreams', name, 'tls'], `upstreams.${name}.tls: TLS settings need https:// URLs`));
   }
   const server = table.server;
   if (server.tls === undefined) {

@@ -113,6 +113,8 @@ export class UpstreamTransport {
     readonly name: string,
     readonly config: UpstreamConfig,
     onResponse: ResponseHandler,
+    /** https:// upstreams with `tls`: CA, client certificate, SNI name, minimum version, verification. */
+    tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string; minVersion: 'TLSv1.2' | 'TLSv1.3'; rejectUnauthorized: boolean },
   ) {
     // Parsed, not compared as text: a scheme may be written in capitals (HTTPS://).
     const https = new URL(config.urls[0]!).protocol === 'https:';
@@ -127,7 +129,8 @@ export class UpstreamTransport {
       scheduling: 'lifo' as const,
     };
     // Plain HTTP has no SNI: an empty servername spares the agent working one out from the Host header per request.
-    const agent = https ? new PoolHttpsAgent(agentOptions) : new PoolAgent({ ...agentOptions, servername: '' } as typeof agentOptions);
+    // Agent options win over each request's: every connection of this pool gets the upstream's TLS settings.
+    const agent = https ? new PoolHttpsAgent({ ...agentOptions, ...tls }) : new PoolAgent({ ...agentOptions, servername: '' } as typeof agentOptions);
     agent.responseHeaderLimit = config.maxResponseHeaderBytes;
     this.agent = agent;
     registerPool(this);
@@ -144,6 +147,8 @@ export class UpstreamTransport {
         // Forwarding headers are set by the gateway from the socket, never appended to the client's.
         xfwd: false,
         changeOrigin: !config.preserveHost,
+        // http-proxy sets rejectUnauthorized per request from this (the agent's setting would win anyway).
+        secure: tls?.rejectUnauthorized ?? true,
         // The response head is written by the gateway, so hop-by-hop headers never reach the client.
         selfHandleResponse: true,
         // Read by onProxyReqWs from the options http-proxy hands its events (upgrades do not use the pool).

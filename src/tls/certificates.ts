@@ -1,7 +1,7 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import type { TlsServerConfig } from '../config/schema';
+import type { TlsServerConfig, UpstreamConfig } from '../config/schema';
 
 /**
  * The listening port's certificates (server.tls): read from their files,
@@ -81,4 +81,55 @@ export function contextFor(contexts: ServerContexts, servername: string): Secure
     if (name.endsWith(w.suffix) && !name.slice(0, -w.suffix.length).includes('.')) return w.context;
   }
   return undefined;
+}
+
+export interface UpstreamTlsMaterial {
+  /** For the upstream's https agent. */
+  options: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string; minVersion: 'TLSv1.2' | 'TLSv1.3'; rejectUnauthorized: boolean };
+  /** A hash of the files' contents: the upstream is rebuilt when it changes. */
+  fingerprint: string;
+  /** The client certificate (mTLS), for its expiry. */
+  certificate: CertificateInfo | undefined;
+}
+
+/** An upstream's TLS files (upstreams.<name>.tls), read and checked; throws with a message naming the file at fault. */
+export function readUpstreamTls(tls: NonNullable<UpstreamConfig['tls']>, name: string): UpstreamTlsMaterial {
+  const where = `upstreams.${name}.tls`;
+  let ca: Buffer | undefined;
+  if (tls.caFile !== undefined) {
+    try {
+      ca = readFileSync(tls.caFile);
+    } catch (err) {
+      throw new Error(`${where}: cannot read the CA file ${tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    try {
+      new X509Certificate(ca);
+    } catch {
+      throw new Error(`${where}: ${tls.caFile} is not a PEM certificate (or bundle)`);
+    }
+  }
+  const pair = tls.certFile !== undefined && tls.keyFile !== undefined ? readPair(tls.certFile, tls.keyFile, where) : undefined;
+  const hash = createHash('sha256');
+  for (const b of [ca, pair?.cert, pair?.key]) hash.update(b ?? '-').update('\0');
+  return {
+    options: {
+      ...(ca === undefined ? {} : { ca }),
+      ...(pair === undefined ? {} : { cert: pair.cert, key: pair.key }),
+      ...(tls.servername === undefined ? {} : { servername: tls.servername }),
+      minVersion: tls.minVersion,
+      rejectUnauthorized: !tls.insecureSkipVerify,
+    },
+    fingerprint: hash.digest('hex'),
+    certificate: pair?.info,
+  };
+}
+
+/** The fingerprint of an upstream's TLS files as they are now ('' without tls; a file that cannot be read gives a value of its own). */
+export function upstreamTlsFingerprint(tls: UpstreamConfig['tls'], name: string): string {
+  if (tls === undefined) return '';
+  try {
+    return readUpstreamTls(tls, name).fingerprint;
+  } catch (err) {
+    return `unreadable: ${(err as Error).message}`;
+  }
 }
