@@ -11,8 +11,9 @@
  * counting off); --replicas-only those of rate limits and Redis (a
  * redis-server is started when installed); --workers-only those of
  * server.workers (one process and two workers, both on every core, with 20
- * reloads during the two workers' measured window). None of these writes
- * bench/results/latest.json.
+ * reloads during the two workers' measured window); --tls-only those of
+ * TLS termination (Strangler, nginx and Caddy when installed, with the same
+ * certificate). None of these writes bench/results/latest.json.
  *
  * BENCH_NODE_FLAGS='--flag …' starts Strangler with these Node flags instead of npm start's.
  */
@@ -20,6 +21,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +40,10 @@ const SHADOW_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler fu
 /** Only the rows the replicas' targets compare (rate limits, Redis). */
 const REPLICAS_ONLY = args.includes('--replicas-only');
 const REPLICA_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full + rate limit (local)', 'Strangler full + Redis shared state', 'Strangler full + rate limit (Redis)']);
+/** Only the TLS rows (issue #20): Strangler, nginx and Caddy terminating TLS 1.3 with the same ECDSA P-256 certificate. */
+const TLS_ONLY = args.includes('--tls-only');
+const TLS_SCENARIOS = new Set(['Strangler minimal, HTTPS/1.1', 'Strangler full, HTTPS/1.1', 'nginx HTTPS/1.1 proxy_pass + keepalive', 'Caddy HTTPS/1.1 reverse_proxy']);
+const TLS_ROWS = new Set(['bare http-proxy + keep-alive agent', ...TLS_SCENARIOS]);
 /** Only the rows of server.workers' targets. */
 const WORKERS_ONLY = args.includes('--workers-only');
 const WORKERS_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full, every core', 'Strangler full, workers: 2, every core', 'Strangler full, workers: 2, every core, 20 reloads']);
@@ -56,6 +62,24 @@ const DIST = join(ROOT, 'dist');
 const WORK = mkdtempSync(join(tmpdir(), 'strangler-bench-'));
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const CADDY = has('caddy') ? 'caddy' : undefined;
+
+/** The TLS rows' certificate: ECDSA P-256, made once per run by openssl. */
+let certMade: { cert: string; key: string } | undefined;
+function benchCert(): { cert: string; key: string } {
+  if (certMade !== undefined) return certMade;
+  const cert = join(WORK, 'tls.crt');
+  const key = join(WORK, 'tls.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  certMade = { cert, key };
+  return certMade;
+}
+
+/** server.tls for Strangler's TLS rows: the same certificate and version as the peers'. */
+function tlsServer(): string {
+  const { cert, key } = benchCert();
+  return `server: { tls: { certFile: ${cert}, keyFile: ${key}, minVersion: TLSv1.3 } }`;
+}
 const HAS_TASKSET = has('taskset') && (Number(execFileSync('nproc').toString()) >= 2);
 const HAS_WRK = has('wrk');
 const NGINX = ['nginx', '/usr/sbin/nginx'].find((c) => spawnSync(c, ['-v']).status === 0);
@@ -112,9 +136,10 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
-function get(port: number, path: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<{ status: number; body: string }> {
+function get(port: number, path: string, headers: Record<string, string> = {}, method = 'GET', body?: string, tls = false): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers, method, agent: false }, (res) => {
+    const send = tls ? httpsRequest : request;
+    const req = send({ host: '127.0.0.1', port, path, headers, method, agent: false, ...(tls ? { rejectUnauthorized: false } : {}) }, (res) => {
       let b = '';
       res.on('data', (c) => (b += c));
       res.on('end', () => resolve({ status: res.statusCode!, body: b }));
@@ -124,11 +149,11 @@ function get(port: number, path: string, headers: Record<string, string> = {}, m
   });
 }
 
-async function waitReady(port: number, path = '/', headers: Record<string, string> = {}): Promise<void> {
+async function waitReady(port: number, path = '/', headers: Record<string, string> = {}, tls = false): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
-      const r = await get(port, path, headers);
+      const r = await get(port, path, headers, 'GET', undefined, tls);
       if (r.status === 200) return;
     } catch {
       // not yet
@@ -286,18 +311,20 @@ function routes(n: number, hit: string, extra = ''): string {
 interface Scenario {
   name: string;
   path: string;
+  /** Served over TLS (the load generator speaks https). */
+  tls?: boolean;
   /** Starts the proxy; returns its port and process. `shadowPort`: a second upstream server, the shadow rows' new service. */
   start(upstreamPort: number, shadowPort: number): Promise<{ port: number; child: ChildProcess; during?: (seconds: number) => Promise<string> }>;
 }
 
-async function strangler(yaml: string, readyPath: string, readyHeaders: Record<string, string> = {}, cpu = PROXY_CPU): Promise<{ port: number; child: ChildProcess; file: string }> {
+async function strangler(yaml: string, readyPath: string, readyHeaders: Record<string, string> = {}, cpu = PROXY_CPU, tls = false): Promise<{ port: number; child: ChildProcess; file: string }> {
   const port = await freePort();
   const file = join(WORK, `routes-${port}.yaml`);
   writeFileSync(file, yaml);
   const cli = [...START_FLAGS, join(DIST, 'src', 'cli', 'index.js'), 'start', '--config', file];
   const env = { PORT: String(port), NODE_ENV: 'production', JWT_SECRET: SECRET };
   const child = cpu === 'all' ? start('', process.execPath, cli, env, false) : start(cpu, process.execPath, cli, env);
-  await waitReady(port, readyPath, readyHeaders);
+  await waitReady(port, readyPath, readyHeaders, tls);
   return { port, child, file };
 }
 
@@ -412,6 +439,52 @@ function scenarios(withNginx: boolean): Scenario[] {
     { name: 'Strangler full + rate limit (local)', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { limit: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
     { name: 'Strangler full + Redis shared state', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { redis: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
     { name: 'Strangler full + rate limit (Redis)', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { redis: true, limit: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
+    { name: 'Strangler minimal, HTTPS/1.1', path: '/api/hello', tls: true, start: (up) => strangler(minimalYaml(up).replace('log:', `${tlsServer()}\nlog:`), '/api/hello', {}, PROXY_CPU, true) },
+    {
+      name: 'Strangler full, HTTPS/1.1',
+      path: '/api/hello',
+      tls: true,
+      start: async (up) => strangler(fullYaml(up, await freePort()).replace('log:', `${tlsServer()}\nlog:`), '/api/hello', { Authorization: `Bearer ${TOKEN}` }, PROXY_CPU, true),
+    },
+    {
+      name: 'nginx HTTPS/1.1 proxy_pass + keepalive',
+      path: '/api/hello',
+      tls: true,
+      start: async (up) => {
+        const port = await freePort();
+        const dir = join(WORK, `nginx-tls-${port}`);
+        execFileSync('mkdir', ['-p', dir]);
+        const { cert, key } = benchCert();
+        writeFileSync(
+          join(dir, 'nginx.conf'),
+          `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http { access_log off; upstream app { server 127.0.0.1:${up}; keepalive 64; }
+  server { listen 127.0.0.1:${port} ssl; ssl_certificate ${cert}; ssl_certificate_key ${key}; ssl_protocols TLSv1.3; keepalive_requests 100000;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+        );
+        const child = start(PROXY_CPU, NGINX!, ['-c', join(dir, 'nginx.conf'), '-p', dir]);
+        await waitReady(port, '/api/hello', {}, true);
+        return { port, child };
+      },
+    },
+    {
+      name: 'Caddy HTTPS/1.1 reverse_proxy',
+      path: '/api/hello',
+      tls: true,
+      start: async (up) => {
+        const port = await freePort();
+        const dir = join(WORK, `caddy-${port}`);
+        execFileSync('mkdir', ['-p', dir]);
+        const { cert, key } = benchCert();
+        // No admin endpoint, no automatic HTTPS (the certificate is given), no access log: the same work as the others.
+        writeFileSync(join(dir, 'Caddyfile'), `{\n\tadmin off\n\tauto_https off\n}\nhttps://127.0.0.1:${port} {\n\ttls ${cert} ${key} {\n\t\tprotocols tls1.3\n\t}\n\treverse_proxy 127.0.0.1:${up}\n}\n`);
+        const child = start(PROXY_CPU, CADDY!, ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], { HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir });
+        await waitReady(port, '/api/hello', {}, true);
+        return { port, child };
+      },
+    },
     { name: 'Strangler full, every core', path: '/api/hello', start: (up) => workersRow(up, 1, false) },
     { name: 'Strangler full, workers: 2, every core', path: '/api/hello', start: (up) => workersRow(up, 2, false) },
     { name: 'Strangler full, workers: 2, every core, 20 reloads', path: '/api/hello', start: (up) => workersRow(up, 2, true) },
@@ -468,7 +541,7 @@ function median(xs: number[]): number {
 async function measure(s: Scenario, upstreamPort: number, shadowPort: number, seconds: number): Promise<Sample> {
   const { port, child, during } = await s.start(upstreamPort, shadowPort);
   try {
-    const url = `http://127.0.0.1:${port}${s.path}`;
+    const url = `${s.tls ? 'https' : 'http'}://127.0.0.1:${port}${s.path}`;
     await load(url, TRAFFIC, true, WARMUP);
     const cpu0 = child ? cpuTimeUs(child.pid!) : NaN;
     const [r, note] = await Promise.all([load(url, TRAFFIC, true, seconds, during !== undefined), during?.(seconds)]);
@@ -584,6 +657,10 @@ async function main(): Promise<void> {
       (!MIGRATION_ONLY || MIGRATION_ROWS.has(s.name)) &&
       (!REPLICAS_ONLY || REPLICA_ROWS.has(s.name)) &&
       (!WORKERS_ONLY || WORKERS_ROWS.has(s.name)) &&
+      (!TLS_ONLY || TLS_ROWS.has(s.name)) &&
+      // TLS rows only when asked for (they need their own comparison peers), and Caddy only when installed.
+      (TLS_ONLY || !TLS_SCENARIOS.has(s.name)) &&
+      (CADDY !== undefined || !s.name.startsWith('Caddy')) &&
       (HAS_REDIS || !s.name.includes('Redis')),
   );
   if (HAS_REDIS) {
@@ -620,7 +697,7 @@ async function main(): Promise<void> {
     const cpuUs = median(xs.map((x) => x.cpuUs));
     return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, errors: xs.reduce((n, x) => n + x.errors, 0), rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
   });
-  const scale = SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY ? undefined : await scaleChecks(up.port);
+  const scale = SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY || TLS_ONLY ? undefined : await scaleChecks(up.port);
   await stop(up.child);
   await stop(shadowUp.child);
 
@@ -631,7 +708,7 @@ async function main(): Promise<void> {
     md += `| ${r.scenario} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.peakRssMb)} | ${fmt(r.cpuUs, 1)} | ${vs.join(' | ')} |\n`;
   }
   const row = (name: string) => rows.find((r) => r.scenario === name)!;
-  const full = row('Strangler full');
+  const full = row(TLS_ONLY ? 'Strangler full, HTTPS/1.1' : 'Strangler full');
   const targets: Array<[string, string, boolean]> = [];
   if (scale !== undefined) {
   md += `\n| scale check | value |\n|---|---|\n`;
@@ -664,6 +741,13 @@ async function main(): Promise<void> {
   if (rlLocal) targets.push(['full + rate limit (local) ≥ 0.95 × full req/s', fmt(rlLocal.rps / full.rps, 2), rlLocal.rps / full.rps >= 0.95]);
   if (redisOn) targets.push(['full + Redis shared state ≥ 0.97 × full req/s', fmt(redisOn.rps / full.rps, 2), redisOn.rps / full.rps >= 0.97]);
   if (rlRedis) targets.push(['full + rate limit (Redis) ≥ 0.85 × full req/s', fmt(rlRedis.rps / full.rps, 2), rlRedis.rps / full.rps >= 0.85]);
+  // Issue #20: TLS termination against Caddy (the target) and nginx, the same certificate and TLS 1.3.
+  const caddy = rows.find((r) => r.scenario === 'Caddy HTTPS/1.1 reverse_proxy');
+  const tlsMinimal = rows.find((r) => r.scenario === 'Strangler minimal, HTTPS/1.1');
+  if (caddy && tlsMinimal) {
+    targets.push(['Strangler minimal HTTPS/1.1 ≥ 0.8 × Caddy req/s', fmt(tlsMinimal.rps / caddy.rps, 2), tlsMinimal.rps / caddy.rps >= 0.8]);
+    targets.push(['Strangler full HTTPS/1.1 ≥ 0.8 × Caddy req/s', fmt(full.rps / caddy.rps, 2), full.rps / caddy.rps >= 0.8]);
+  }
   // Issue #19: server.workers, both rows on every core (the load generator and the upstream share them).
   const oneAll = rows.find((r) => r.scenario === 'Strangler full, every core');
   const twoAll = rows.find((r) => r.scenario === 'Strangler full, workers: 2, every core');
@@ -687,12 +771,12 @@ async function main(): Promise<void> {
       ['full + shadow 100% peak RSS ≤ full + 128 MB', `${fmt(s100.peakRssMb - full.peakRssMb)} MB more`, s100.peakRssMb <= full.peakRssMb + 128],
     );
   }
-  md += `\n| target (issues #7, #16, #17, #18, #19) | this run | met |\n|---|---|---|\n`;
+  md += `\n| target (issues #7, #16, #17, #18, #19, #20) | this run | met |\n|---|---|---|\n`;
   for (const [name, value, met] of targets) md += `| ${name} | ${value} | ${met ? 'yes' : 'no'} |\n`;
   if (rlLocal) md += `\nthe rate limiter alone, in process: ${limiterCostNs().toFixed(0)} ns per request (key, GCRA decision)\n`;
   if (off) md += `\nmigration counting alone, in process (${recordCostNs().map((x) => `${x.label}: ${x.ns.toFixed(0)} ns`).join(', ')} per request)\n`;
   process.stdout.write(`\n${md}`);
-  if (SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY) return;
+  if (SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY || TLS_ONLY) return;
   const out = join(ROOT, 'bench', 'results', 'latest.json');
   execFileSync('mkdir', ['-p', join(ROOT, 'bench', 'results')]);
   writeFileSync(

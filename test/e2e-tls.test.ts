@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import { json, send, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
 import { makeCert, type TestCert } from './helpers/tls';
+import { WebSocket, WebSocketServer } from 'ws';
 
 jest.setTimeout(30_000);
 
@@ -147,6 +148,40 @@ routes:
     // Put the pair back together: served again.
     writeFileSync(keyFile(), next.key);
     await until(() => gw.gw.lastReloadError === undefined, 5000);
+  });
+});
+
+describe('WebSockets over TLS', () => {
+  test('wss:// is upgraded on the TLS port and echoes through to a plain ws upstream, told it came over https', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+    let proto: unknown;
+    wss.on('connection', (ws, req) => {
+      proto = req.headers['x-forwarded-proto'];
+      ws.on('message', (m) => ws.send(`echo:${m.toString()}`));
+    });
+    const c = makeCert(['portal.test']);
+    const gw = await startGateway(`
+server: { tls: { certFile: ${c.certFile}, keyFile: ${c.keyFile} } }
+upstreams: { live: { url: "http://127.0.0.1:${(wss.address() as import('node:net').AddressInfo).port}" } }
+routes: [{ name: live, path: /live, upstream: live }]
+`);
+    try {
+      // (servername is passed on to tls.connect; ws's types do not list it.)
+      const client = new WebSocket(`wss://127.0.0.1:${gw.port}/live`, { ca: c.cert, servername: 'portal.test' } as import('ws').ClientOptions);
+      const reply = await new Promise<string>((resolve, reject) => {
+        client.on('open', () => client.send('over tls'));
+        client.on('message', (m) => resolve(m.toString()));
+        client.on('error', reject);
+      });
+      expect(reply).toBe('echo:over tls');
+      expect(proto).toBe('https');
+      client.close();
+    } finally {
+      await gw.stop();
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+    }
   });
 });
 
