@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { loadTableFile, loadTableText, peekSource, type LoadedTable, type SourcePeek } from './config/load';
+import { checkPublishable, loadTableFile, loadTableText, peekSource, type LoadedTable, type SourcePeek } from './config/load';
 import type { ConfigProblem } from './config/problem';
 import type { RouteConfig } from './config/schema';
 import { diffTables, summarize } from './routing/diff';
@@ -19,6 +19,8 @@ export interface LoadRequest {
   env: NodeJS.ProcessEnv;
   /** The table the gateway serves now (version and YAML text): the change summary is computed against it. */
   active: { version: string; source: string; text: string } | undefined;
+  /** source: redis: the published part of `text`, checked as a push checks it (no process-level keys, a block mapping). */
+  published?: { text: string; where: string };
 }
 
 export type LoadResponse =
@@ -107,6 +109,11 @@ export function secrets(msg: SecretsRequest): SecretsResponse {
 }
 
 function load(msg: LoadRequest): void {
+  const refused = msg.published === undefined ? [] : checkPublishable(msg.published.text, msg.published.where);
+  if (refused.length > 0) {
+    parentPort!.postMessage({ id: msg.id, ok: false, problems: refused } satisfies LoadResponse);
+    return;
+  }
   const result = msg.kind === 'file' ? loadTableFile(msg.file, msg.env) : loadTableText(msg.text ?? '', msg.file, msg.env);
   if (!result.ok) {
     parentPort!.postMessage({ id: msg.id, ok: false, problems: result.problems } satisfies LoadResponse);

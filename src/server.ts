@@ -78,6 +78,7 @@ export class Gateway implements PipelineHost, AdminControl {
   /** The table served (to activate again when upstream TLS files change). */
   private current: LoadedTable | undefined;
   private readonly upstreamTlsWatchers = new Map<string, TableWatcher>();
+  private swaps: Promise<unknown> = Promise.resolve();
   /** A worker's link to the others through its primary (server.workers without Redis). */
   private readonly clusterPeers: ClusterPeers | undefined;
   /** The migration's counts: only with an admin port (where they are read) and migration.count. */
@@ -306,6 +307,10 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 
   private reloadUpstreamTls(): void {
+    void this.inOrder(async () => this.reloadUpstreamTlsNow());
+  }
+
+  private reloadUpstreamTlsNow(): void {
     const loaded = this.current;
     if (this.draining || loaded === undefined) return;
     const { readUpstreamTls } = require('./tls/certificates') as typeof import('./tls/certificates');
@@ -326,14 +331,21 @@ export class Gateway implements PipelineHost, AdminControl {
       const rebuilt = [...retiredUpstreams(previous, next)];
       for (const upstream of rebuilt) upstream.retire();
       if (rebuilt.length === 0) return;
-      const changes = [`upstream TLS files reloaded: ${rebuilt.map((u) => u.name).join(', ')}`];
-      if (this.control !== undefined) this.control.external('tls', { ok: true, changes });
-      else this.log.info({ trigger: 'tls', changes }, changes[0]!);
+      this.tlsReloaded({ ok: true, changes: [`upstream TLS files reloaded: ${rebuilt.map((u) => u.name).join(', ')}`] });
       return;
     }
-    const message = `${problems.join('; ')}; still using the previous files`;
-    if (this.control !== undefined) this.control.external('tls', { ok: false, file: 'upstreams', message });
-    else this.log.error({ trigger: 'tls', problems }, `upstream TLS files rejected: ${message}`);
+    this.tlsReloaded({ ok: false, file: 'upstreams', message: `${problems.join('; ')}; still using the previous files` });
+  }
+
+  /** A TLS files reload, reported where reloads are: here, or (a worker of server.workers) by the primary. */
+  private tlsReloaded(result: { ok: true; changes: string[] } | { ok: false; file: string; message: string }): void {
+    if (this.control !== undefined) {
+      this.control.external('tls', result);
+      return;
+    }
+    if (result.ok) this.log.info({ trigger: 'tls', changes: result.changes }, result.changes[0]!);
+    else this.log.error({ trigger: 'tls', problems: [result.message] }, `TLS files rejected: ${result.message}`);
+    this.options.worker?.send({ t: 'tls', result });
   }
 
   /** The certificate files changed: swapped in if they check, else the old ones are kept (and it is reported like a bad reload). */
@@ -341,13 +353,11 @@ export class Gateway implements PipelineHost, AdminControl {
     const tls = this.tls;
     if (tls === undefined || this.draining) return;
     const r = tls.reload(this.server as HttpsServer);
-    const changes = r.ok ? [`TLS certificates reloaded: ${r.certificates.map((c) => `${c.subject} until ${c.notAfter.toISOString()}`).join(', ')}`] : [];
-    if (this.control !== undefined) {
-      this.control.external('tls', r.ok ? { ok: true, changes } : { ok: false, file: 'server.tls', message: `${r.error}; still serving the previous certificates` });
-      return;
-    }
-    if (r.ok) this.log.info({ trigger: 'tls', changes }, changes[0]!);
-    else this.log.error({ trigger: 'tls', problems: [r.error] }, `TLS certificates rejected, still serving the previous ones: ${r.error}`);
+    this.tlsReloaded(
+      r.ok
+        ? { ok: true, changes: [`TLS certificates reloaded: ${r.certificates.map((c) => `${c.subject} until ${c.notAfter.toISOString()}`).join(', ')}`] }
+        : { ok: false, file: 'server.tls', message: `${r.error}; still serving the previous certificates` },
+    );
   }
 
   get redirectPort(): number | undefined {
@@ -473,7 +483,18 @@ export class Gateway implements PipelineHost, AdminControl {
    * per event-loop turn; the swap itself is one synchronous step, and each
    * request keeps the table it started with. false: not applied (shutting down).
    */
-  async apply(loaded: LoadedTable): Promise<boolean> {
+  apply(loaded: LoadedTable): Promise<boolean> {
+    return this.inOrder(() => this.applyNow(loaded));
+  }
+
+  /** Table swaps one at a time (a worker can be sent two versions at once; upstream TLS files can change meanwhile). */
+  private inOrder<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.swaps.then(work);
+    this.swaps = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyNow(loaded: LoadedTable): Promise<boolean> {
     if (this.draining) return false;
     const current = this.table;
     const matcher = await RouteMatcher.build(loaded.config);

@@ -113,13 +113,14 @@ export class RedisSource implements TableSource {
     if (remote === undefined) return fail('no route table is published in Redis yet: publish one with `strangler push FILE`');
     const head = `${local.endsWith('\n') || local === '' ? local : `${local}\n`}# ---- published in ${this.store.where}, version ${remote.version} ----\n`;
     const offset = head.split('\n').length - 1;
-    const result = await this.loader.text(head + remote.text, this.file, current);
+    const where = `${this.store.where}@${remote.version}`;
+    // Checked as a push checks it: written to Redis some other way, it must still hold no process-level key (an admin port, a Redis).
+    const result = await this.loader.text(head + remote.text, this.file, current, { text: remote.text, where });
     if (result.ok) {
       this.remoteVersion = remote.version;
       return result;
     }
-    const where = `${this.store.where}@${remote.version}`;
-    return { ok: false, problems: result.problems.map((p): ConfigProblem => (p.line > offset ? { ...p, file: where, line: p.line - offset } : p)) };
+    return { ok: false, problems: result.problems.map((p): ConfigProblem => (p.file === where || p.line <= offset ? p : { ...p, file: where, line: p.line - offset })) };
   }
 
   watch(r: LoadedTable['config']['reload'], changed: (trigger: ReloadTrigger) => void): void {
@@ -169,7 +170,14 @@ const TEXTS_KEPT = 20;
  * primary's workers (server.workers), so the file is read and checked once.
  */
 export class TableControl {
-  lastReloadError: ReloadError | undefined;
+  /** The last failed table reload and the last failed TLS files reload, each cleared only by its own kind's success. */
+  private tableError: ReloadError | undefined;
+  private tlsError: ReloadError | undefined;
+
+  get lastReloadError(): ReloadError | undefined {
+    return this.tableError ?? this.tlsError;
+  }
+
   private readonly history: ReloadRecord[] = [];
   /** YAML texts of recently served versions: what a console edit was based on, to show what changed since. */
   private readonly recentTexts = new Map<string, string>();
@@ -234,7 +242,7 @@ export class TableControl {
   external(trigger: ReloadTrigger, result: { ok: true; changes: string[] } | { ok: false; file: string; message: string }): ReloadOutcome {
     const version = this.loaded.version;
     if (!result.ok) return this.remember(trigger, this.failed(trigger, version, [{ file: result.file, line: 0, col: 0, message: result.message }]));
-    this.lastReloadError = undefined;
+    this.tlsError = undefined;
     this.counter?.reload('applied');
     this.log.info({ trigger, version, changes: result.changes }, result.changes.join('; '));
     return this.remember(trigger, { outcome: 'applied', version, previousVersion: version, changes: result.changes, durationMs: 0 });
@@ -258,7 +266,7 @@ export class TableControl {
     // Shutting down: a late reload must not build pools and breakers that nobody will close.
     if (this.target.draining) return { outcome: 'unchanged', version: current.version };
     if (!result.ok) return this.failed(trigger, current.version, result.problems);
-    this.lastReloadError = undefined;
+    this.tableError = undefined;
     if (result.table.version === current.version) {
       this.counter?.reload('unchanged');
       this.log.debug({ trigger, version: current.version }, 'route table unchanged');
@@ -277,7 +285,9 @@ export class TableControl {
   }
 
   private failed(trigger: string, version: string, problems: ReloadError['problems']): ReloadOutcome {
-    this.lastReloadError = { at: new Date().toISOString(), trigger, problems };
+    const error = { at: new Date().toISOString(), trigger, problems };
+    if (trigger === 'tls') this.tlsError = error;
+    else this.tableError = error;
     this.counter?.reload('failed');
     this.log.error({ trigger, version, problems: problems.map(formatProblem) }, `route table rejected, still serving version ${version}`);
     return { outcome: 'failed', version, problems };

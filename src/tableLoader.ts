@@ -41,8 +41,9 @@ export class TableLoader {
     return this.ask({ kind: 'file', file: path }, active);
   }
 
-  text(yaml: string, name: string, active: LoadedTable | undefined): Promise<LoadOutcome> {
-    return this.ask({ kind: 'text', file: name, text: yaml }, active);
+  /** `published`: with source: redis, the part of `yaml` published in Redis, checked as a push checks it. */
+  text(yaml: string, name: string, active: LoadedTable | undefined, published?: { text: string; where: string }): Promise<LoadOutcome> {
+    return this.ask({ kind: 'text', file: name, text: yaml, ...(published === undefined ? {} : { published }) }, active);
   }
 
   /** Literal secrets of a table's text shown as "***" (the console's editor). */
@@ -132,7 +133,7 @@ export class TableLoader {
     this.idle.unref();
   }
 
-  private async ask(req: Pick<LoadRequest, 'kind' | 'file' | 'text'>, active: LoadedTable | undefined): Promise<LoadOutcome> {
+  private async ask(req: Pick<LoadRequest, 'kind' | 'file' | 'text' | 'published'>, active: LoadedTable | undefined): Promise<LoadOutcome> {
     const worker = this.start();
     if (worker !== undefined) {
       const id = this.nextId++;
@@ -151,9 +152,11 @@ export class TableLoader {
   }
 
   /** No worker (or it died): load on this thread. The loader is required only here. */
-  private loadHere(req: Pick<LoadRequest, 'kind' | 'file' | 'text'>, active: LoadedTable | undefined): LoadOutcome {
+  private loadHere(req: Pick<LoadRequest, 'kind' | 'file' | 'text' | 'published'>, active: LoadedTable | undefined): LoadOutcome {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { loadTableFile, loadTableText } = require('./config/load') as typeof import('./config/load');
+    const { checkPublishable, loadTableFile, loadTableText } = require('./config/load') as typeof import('./config/load');
+    const refused = req.published === undefined ? [] : checkPublishable(req.published.text, req.published.where);
+    if (refused.length > 0) return { ok: false, problems: refused };
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { diffTables, summarize } = require('./routing/diff') as typeof import('./routing/diff');
     const result = req.kind === 'file' ? loadTableFile(req.file, this.env) : loadTableText(req.text ?? '', req.file, this.env);

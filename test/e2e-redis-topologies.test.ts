@@ -26,6 +26,21 @@ routes:
   - { name: limited, path: /limited, upstream: app, rateLimit: { key: route, limit: 20, windowMs: 60000 } }
 `;
 
+describe('a Redis that does not answer', () => {
+  test('pull and push against an unreachable cluster fail within seconds instead of waiting forever', async () => {
+    const { closedPort } = await import('./helpers/servers');
+    const dir = mkdtempSync(join(tmpdir(), 'strangler-nocluster-'));
+    const local = join(dir, 'local.yaml');
+    writeFileSync(local, `source: redis\nstate: { redis: { url: ["redis://127.0.0.1:${await closedPort()}"] } }\n`);
+    const started = Date.now();
+    const pull = spawnSync(process.execPath, [CLI, 'pull', '--config', local], { encoding: 'utf8', env: { PATH: process.env.PATH }, timeout: 20_000 });
+    expect(pull.status).not.toBe(0);
+    expect(pull.signal).toBeNull();
+    expect(pull.stderr).toMatch(/Redis did not answer within 3000 ms/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
 describe('through Redis Sentinel', () => {
   const master = new TestRedis();
   const sentinel = new TestSentinel(master);

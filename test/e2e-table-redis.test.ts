@@ -98,6 +98,8 @@ ${extra}`;
     const invalid = cli('push', file('p2.yaml', table('nowhere')), '--base', version);
     expect(invalid.code).toBe(1);
     expect(invalid.out).toMatch(/p2\.yaml:5:\d+ .*nowhere/);
+    // With the version line a pulled file starts with, problems are still at the file's own lines.
+    expect(cli('push', file('p4.yaml', `# strangler-version: ${version}\n${table('nowhere')}`)).out).toMatch(/p4\.yaml:6:\d+ .*nowhere/);
     const flow = cli('push', file('p3.yaml', `{ upstreams: { a: { url: ${a.url} } }, routes: [{ name: api, path: /api, upstream: a }] }\n`), '--base', version);
     expect(flow).toMatchObject({ code: 1, out: expect.stringContaining('block mapping') });
     expect(cli('pull').out).toBe(before);
@@ -116,6 +118,12 @@ ${extra}`;
       await until(() => gw.gw.lastReloadError !== undefined, 2500);
       expect(gw.gw.lastReloadError!.problems[0]).toMatchObject({ file: `redis:${prefix}{table}@${versionOf(bad)}`, line: 5 });
       expect((await send(gw.port, '/api')).body).toBe('b');
+      // Written to Redis without strangler push, a process-level key is still refused (it would open an admin port).
+      const sneaky = `${table('b')}admin: { port: 0, host: 0.0.0.0 }\n`;
+      await client.hset(`${prefix}{table}`, 'version', versionOf(sneaky), 'text', sneaky);
+      await until(() => gw.gw.reloads()[0]?.problems?.[0]?.includes('"admin" is a process-level key') === true, 2500);
+      expect(gw.gw.reloads()[0]!.problems![0]).toMatch(new RegExp(`^redis:${prefix}\\{table\\}@${versionOf(sneaky)}:6:1 `));
+      expect(gw.gw.table.config.admin?.host).not.toBe('0.0.0.0');
     } finally {
       client.disconnect();
     }

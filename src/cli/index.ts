@@ -154,13 +154,13 @@ async function push(args: string[]): Promise<void> {
   } catch (err) {
     fail(`strangler push: cannot read ${file}: ${(err as Error).message}`);
   }
+  // Every rule of a file reload, and no process-level keys; checked as written (the version line is a comment), so lines match the file.
+  const loaded = loadTableText(text, file, process.env);
+  const problems = [...(loaded.ok ? [] : loaded.problems), ...checkPublishable(text, file)];
   // The version it was pulled at is its first line (kept out of what is published), unless --base says otherwise.
   const line = VERSION_LINE.exec(text);
   if (line) text = text.slice(line[0].length);
   const base = values.base ?? line?.[1] ?? '';
-  // Every rule of a file reload, and no process-level keys.
-  const loaded = loadTableText(text, file, process.env);
-  const problems = [...(loaded.ok ? [] : loaded.problems), ...checkPublishable(text, file)];
   if (problems.length) {
     process.stdout.write(problems.map(formatProblem).join('\n') + '\n');
     process.exitCode = 1;

@@ -80,6 +80,8 @@ export class Primary implements AdminControl, TableTarget {
   private readonly events = new Map<string, CanaryEvent>();
   private readonly newest = new NewestEvents();
   private readonly bank = new LeaseBank();
+  /** The last TLS reload reported by a worker (the others report the same one). */
+  private lastTls: { key: string; at: number } | undefined;
   private admin: Server | undefined;
   port: number | undefined;
   private stopping: Promise<void> | undefined;
@@ -226,6 +228,15 @@ export class Primary implements AdminControl, TableTarget {
       case 'lease':
         this.send(slot, { t: 'lease', id: m.id, r: this.bank.lease(m.key, m.p, m.want) });
         return;
+      case 'tls': {
+        // Every worker watches the same files and reports the same outcome: reported once.
+        const key = JSON.stringify(m.result);
+        const now = Date.now();
+        if (key === this.lastTls?.key && now - this.lastTls.at < 10_000) return;
+        this.lastTls = { key, at: now };
+        this.control.external('tls', m.result);
+        return;
+      }
     }
   }
 
@@ -291,6 +302,18 @@ export class Primary implements AdminControl, TableTarget {
    */
   async apply(table: LoadedTable): Promise<true | false> {
     if (this.draining) return false;
+    // A canary edited (or removed) starts afresh in every worker: its old decisions are not replayed to workers started later.
+    const before = new Map(this.current.config.routes.map((r) => [r.name, JSON.stringify([r.upstream, r.canary])]));
+    for (const r of table.config.routes) {
+      if (before.get(r.name) === JSON.stringify([r.upstream, r.canary])) continue;
+      this.events.delete(r.name);
+      this.events.delete(`${r.name}:ramp`);
+    }
+    for (const name of before.keys()) {
+      if (table.config.routes.some((r) => r.name === name)) continue;
+      this.events.delete(name);
+      this.events.delete(`${name}:ramp`);
+    }
     this.current = table;
     const results = await Promise.all(
       this.slots.map(async (slot) => {

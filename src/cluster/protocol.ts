@@ -44,7 +44,9 @@ export type FromWorker =
   | { t: 'answer'; id: number; value?: unknown; error?: string }
   | { t: 'canary'; e: CanaryEvent }
   | { t: 'counts'; counts: SharedCounts[] }
-  | { t: 'lease'; id: number; key: string; p: Policy; want: number };
+  | { t: 'lease'; id: number; key: string; p: Policy; want: number }
+  /** A TLS files reload in this worker: the primary reports it (once for all workers). */
+  | { t: 'tls'; result: { ok: true; changes: string[] } | { ok: false; file: string; message: string } };
 
 /** The environment variable that makes `strangler start` a worker, with its slot number. */
 export const WORKER_ENV = 'STRANGLER_WORKER';

@@ -56,3 +56,16 @@ export function describeRedis(config: RedisConfig): string {
   const list = typeof config.url === 'string' ? [config.url] : config.url;
   return list.map((u) => u.replace(/\/\/[^@/]*@/, '//')).join(',');
 }
+
+/**
+ * A Redis call that gives up after `ms`: a cluster client queues commands
+ * while it has no slot map (its per-node command timeout does not apply
+ * then), and nothing the gateway asks Redis may wait longer than this.
+ */
+export function within<T>(call: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([call, expired]).finally(() => clearTimeout(timer));
+}

@@ -2,7 +2,11 @@ import { hostname } from 'node:os';
 import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
 import type { Policy } from '../ratelimit/gcra';
-import { redisClient } from './connect';
+import { redisClient, within } from './connect';
+
+/** The longest a request waits on Redis (a lease), and the longest background exchanges wait. */
+const REQUEST_MS = 250;
+const SLOW_MS = 1_000;
 import { NewestEvents, slot, sumFresh, type CanaryEvent, type Counts, type Peers, type SharedCounts } from './peers';
 
 export type { CanaryEvent };
@@ -131,8 +135,8 @@ export class SharedState implements Peers {
 
   private async publish(e: CanaryEvent): Promise<void> {
     try {
-      await this.client.hset(this.canaryKey, slot(e), JSON.stringify(e));
-      await this.client.publish(this.channel, JSON.stringify(e));
+      await within(this.client.hset(this.canaryKey, slot(e), JSON.stringify(e)), SLOW_MS);
+      await within(this.client.publish(this.channel, JSON.stringify(e)), SLOW_MS);
     } catch {
       this.unsent.set(slot(e), e);
     }
@@ -156,7 +160,7 @@ export class SharedState implements Peers {
   private async poll(): Promise<void> {
     if (!this.up) return;
     try {
-      const all = await this.client.hgetall(this.canaryKey);
+      const all = await within(this.client.hgetall(this.canaryKey), SLOW_MS);
       for (const value of Object.values(all)) this.received(value);
       await this.exchangeCounts();
     } catch {
@@ -179,9 +183,9 @@ export class SharedState implements Peers {
     const now = Date.now();
     for (const c of mine) {
       const key = `${this.prefix}counts:${c.key}`;
-      await this.client.hset(key, this.replica, JSON.stringify({ counts: c.counts, at: now }));
-      await this.client.pexpire(key, 10_000);
-      const all = await this.client.hgetall(key);
+      await within(this.client.hset(key, this.replica, JSON.stringify({ counts: c.counts, at: now })), SLOW_MS);
+      await within(this.client.pexpire(key, 10_000), SLOW_MS);
+      const all = await within(this.client.hgetall(key), SLOW_MS);
       const others: Array<{ counts: Counts; at: number }> = [];
       for (const [replica, value] of Object.entries(all)) {
         if (replica === this.replica) continue;
@@ -214,7 +218,8 @@ export class SharedState implements Peers {
     const interval = p.windowMs / p.limit;
     const tolerance = interval * (p.limit + p.burst - 1);
     try {
-      const [granted, remaining, ms] = await this.client.gcra(`${this.prefix}rl:${key}`, interval, tolerance, want);
+      // On a request's path: past this the request is decided locally.
+      const [granted, remaining, ms] = await within(this.client.gcra(`${this.prefix}rl:${key}`, interval, tolerance, want), REQUEST_MS);
       return { granted, remaining, resetSeconds: Math.max(granted > 0 ? 0 : 1, Math.ceil(ms / 1000)) };
     } catch {
       return undefined;

@@ -1,7 +1,10 @@
 import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
 import { versionOf } from '../config/version';
-import { redisClient } from './connect';
+import { redisClient, within } from './connect';
+
+/** No call waits longer: a reload (or a pull or push) whose Redis does not answer fails instead of hanging. */
+const CALL_MS = 3_000;
 
 /**
  * The route table kept in Redis (`source: redis`), for fleets without a
@@ -56,20 +59,20 @@ export class RedisTableStore {
 
   /** The published table, or undefined when none was published yet. */
   async get(): Promise<{ version: string; text: string } | undefined> {
-    const [version, text] = await this.client.hmget(this.key, 'version', 'text');
+    const [version, text] = await within(this.client.hmget(this.key, 'version', 'text'), CALL_MS);
     return version && text !== null ? { version, text } : undefined;
   }
 
   async version(): Promise<string | undefined> {
-    return (await this.client.hget(this.key, 'version')) ?? undefined;
+    return (await within(this.client.hget(this.key, 'version'), CALL_MS)) ?? undefined;
   }
 
   /** Publishes `text` if the live version is still `base` ('' when nothing was published yet). */
   async push(text: string, base: string, by: string): Promise<PushOutcome> {
     const version = versionOf(text);
-    const [ok, current] = await this.client.pushTable(this.key, `${this.key}:history`, `${this.key}:versions`, base, version, text, new Date().toISOString(), by, this.channel, HISTORY);
+    const [ok, current] = await within(this.client.pushTable(this.key, `${this.key}:history`, `${this.key}:versions`, base, version, text, new Date().toISOString(), by, this.channel, HISTORY), CALL_MS);
     if (ok === 1) return { ok: true, version };
-    const [currentText, baseText] = await Promise.all([this.client.hget(this.key, 'text'), base === '' ? null : this.client.hget(`${this.key}:history`, base)]);
+    const [currentText, baseText] = await within(Promise.all([this.client.hget(this.key, 'text'), base === '' ? null : this.client.hget(`${this.key}:history`, base)]), CALL_MS);
     return { ok: false, current, currentText: currentText ?? undefined, baseText: baseText ?? undefined };
   }
 
