@@ -50,7 +50,7 @@ function startCluster(configPath: string): Promise<Cluster> {
   });
 }
 
-function table(app: Upstream, next: Upstream, slow: Upstream, appName = 'app'): string {
+function table(app: Upstream, next: Upstream, slow: Upstream, appName = 'app', canaryPercent = 100): string {
   return `
 server: { workers: 2, host: 127.0.0.1, drainTimeoutMs: 5000 }
 admin: { port: 0 }
@@ -67,7 +67,7 @@ routes:
   - name: judged
     path: /judged
     upstream: app
-    canary: { upstream: next, percent: 100, sticky: header:X-User, rollback: { maxErrorPercent: 10, minRequests: 6, windowMs: 60000 } }
+    canary: { upstream: next, percent: ${canaryPercent}, sticky: header:X-User, rollback: { maxErrorPercent: 10, minRequests: 6, windowMs: 60000 } }
 `;
 }
 
@@ -203,6 +203,25 @@ describe('server.workers: 2', () => {
     expect(json(await send(c.adminPort, '/readyz')).workers).toEqual({ serving: 2, workers: 2 });
   });
 
+  test('an edited canary starts afresh everywhere: a worker restarted later does not take the old rollback back', async () => {
+    nextFails = true;
+    for (let i = 0; i < 12; i++) await send(c.port, '/judged', { headers: { 'x-user': `r${i}` } });
+    nextFails = false;
+    const rolledBack = async () => (json(await send(c.adminPort, '/canaries')).canaries as Array<{ route: string; rolledBack: unknown }>).find((x) => x.route === 'judged')!.rolledBack;
+    for (let i = 0; i < 30 && (await rolledBack()) === null; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await rolledBack()).not.toBeNull();
+    // The canary is edited: new settings, a fresh canary in every worker.
+    writeFileSync(file, table(app, next, slow, 'app', 90));
+    expect(json(await send(c.adminPort, '/reload', { method: 'POST' }))).toMatchObject({ outcome: 'applied' });
+    expect(await rolledBack()).toBeNull();
+    // A worker restarted now is not given the old decision.
+    const servingBefore = c.lines().filter((l) => l.msg === 'worker 2 serving').length;
+    process.kill(c.lines().filter((l) => l.msg === 'worker 2 serving').at(-1)!.workerPid as number, 'SIGKILL');
+    await until(() => c.lines().filter((l) => l.msg === 'worker 2 serving').length === servingBefore + 1, 5000);
+    await until(() => c.lines().some((l) => l.msg === 'worker 2 serving' && l.version !== undefined), 1000);
+    expect(await rolledBack()).toBeNull();
+  });
+
   test('SIGTERM drains every worker: a request in flight is answered, then all exit 0', async () => {
     const inFlight = send(c.port, '/slow');
     await until(() => slow.received.length > 0 && c.lines().length > 0, 2000);
@@ -211,5 +230,51 @@ describe('server.workers: 2', () => {
     expect((await inFlight).status).toBe(200);
     expect(await c.exited).toBe(0);
     expect(c.lines().filter((l) => l.msg === 'stopped')).toHaveLength(3);
+  });
+});
+
+describe('server.workers: 2 with TLS', () => {
+  test('a bad rotated certificate seen by every worker is reported once by the primary (/reloads, lastReloadError); a good one clears it', async () => {
+    const { makeCert } = await import('./helpers/tls');
+    const { copyFileSync, mkdtempSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const app = await startUpstream();
+    const dir = mkdtempSync(join(tmpdir(), 'strangler-workers-tls-'));
+    const first = makeCert(['portal.test']);
+    copyFileSync(first.certFile, join(dir, 'tls.crt'));
+    copyFileSync(first.keyFile, join(dir, 'tls.key'));
+    const file = writeTable(`
+server: { workers: 2, host: 127.0.0.1, tls: { certFile: ${join(dir, 'tls.crt')}, keyFile: ${join(dir, 'tls.key')} } }
+admin: { port: 0 }
+reload: { debounceMs: 20, pollIntervalMs: 200 }
+upstreams: { app: { url: ${app.url} } }
+routes: [{ name: app, path: /, upstream: app }]
+`);
+    const c = await startCluster(file);
+    try {
+      writeFileSync(join(dir, 'tls.key'), makeCert(['other.test']).key);
+      const reloads = async () => json(await send(c.adminPort, '/reloads')).reloads as Array<{ trigger: string; outcome: string; problems?: string[] }>;
+      let seen: Array<{ trigger: string; outcome: string; problems?: string[] }> = [];
+      for (let i = 0; i < 25 && !seen.some((r) => r.trigger === 'tls'); i++) {
+        seen = await reloads();
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // Both workers saw the same bad pair; the primary reports it once.
+      await new Promise((r) => setTimeout(r, 500));
+      seen = await reloads();
+      expect(seen.filter((r) => r.trigger === 'tls')).toHaveLength(1);
+      expect(seen[0]).toMatchObject({ trigger: 'tls', outcome: 'failed' });
+      expect(seen[0]!.problems![0]).toMatch(/does not match the certificate/);
+      expect(json(await send(c.adminPort, '/routes')).lastReloadError.problems[0].message).toMatch(/does not match/);
+      // The pair put back together: reported applied, the error cleared.
+      writeFileSync(join(dir, 'tls.key'), first.key);
+      for (let i = 0; i < 25 && !(await reloads()).some((r) => r.trigger === 'tls' && r.outcome === 'applied'); i++) await new Promise((r) => setTimeout(r, 200));
+      expect(json(await send(c.adminPort, '/routes')).lastReloadError).toBeNull();
+    } finally {
+      c.child.kill('SIGTERM');
+      await c.exited;
+      await app.close();
+    }
   });
 });
