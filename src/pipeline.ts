@@ -26,6 +26,8 @@ import type { Decision } from './ratelimit/gcra';
 export interface PipelineHost {
   /** The table serving now; read once per request. */
   readonly table: ActiveTable;
+  /** Strict-Transport-Security for answers over TLS (server.hsts); undefined without it. */
+  readonly hstsHeader: string | undefined;
   readonly log: Logger;
   readonly accessLog: AccessLog | null;
   readonly draining: boolean;
@@ -454,7 +456,9 @@ export function createPipeline(host: PipelineHost): Pipeline {
       return rejectAndClose(res, state, 'BAD_REQUEST');
     }
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-    const answer = `HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`;
+    // Over TLS with server.hsts, even this answer carries it (the server's own answers get it before the pipeline).
+    const hsts = host.hstsHeader !== undefined && (socket as Duplex & { encrypted?: boolean }).encrypted === true ? `strict-transport-security: ${host.hstsHeader}\r\n` : '';
+    const answer = `HTTP/1.1 ${status}\r\nconnection: close\r\n${hsts}content-length: 0\r\n\r\n`;
     // Earlier pipelined requests are still being answered: their responses go first, then this one.
     if (open !== undefined && open.length > 0) (socket as SocketWithRequests)[kPendingError] = answer;
     else socket.end(answer);

@@ -360,6 +360,10 @@ export class Gateway implements PipelineHost, AdminControl {
     );
   }
 
+  get hstsHeader(): string | undefined {
+    return this.hsts;
+  }
+
   get redirectPort(): number | undefined {
     return this.redirect ? (this.redirect.address() as AddressInfo).port : undefined;
   }

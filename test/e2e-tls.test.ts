@@ -9,7 +9,7 @@ import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PeerCertificate } from 'node:tls';
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { json, send, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
 import { makeCert, type TestCert } from './helpers/tls';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -87,6 +87,16 @@ routes:
     expect(health.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
     // A plain-HTTP request to the TLS port is not served.
     await expect(send(gw.port, '/hello')).rejects.toThrow();
+    // A request Node cannot parse is answered raw on the socket: with HSTS too.
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: gw.port, servername: 'portal.test', ca: [main.cert] }, () => s.write('GET / HTTP/1.1\r\nHost: portal.test\r\nBad Header\r\n\r\n'));
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString()));
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(raw).toContain('strict-transport-security: max-age=31536000; includeSubDomains\r\n');
   });
 
   test('the certificate is chosen by SNI name: exact and *.domain names get theirs, others the default', async () => {
