@@ -42,7 +42,18 @@ const REPLICAS_ONLY = args.includes('--replicas-only');
 const REPLICA_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full + rate limit (local)', 'Strangler full + Redis shared state', 'Strangler full + rate limit (Redis)']);
 /** Only the TLS rows (issue #20): Strangler, nginx and Caddy terminating TLS 1.3 with the same ECDSA P-256 certificate. */
 const TLS_ONLY = args.includes('--tls-only');
-const TLS_SCENARIOS = new Set(['Strangler minimal, HTTPS/1.1', 'Strangler full, HTTPS/1.1', 'nginx HTTPS/1.1 proxy_pass + keepalive', 'Caddy HTTPS/1.1 reverse_proxy']);
+const TLS_SCENARIOS = new Set([
+  'Strangler minimal, HTTPS/1.1',
+  'Strangler full, HTTPS/1.1',
+  'nginx HTTPS/1.1 proxy_pass + keepalive',
+  'Caddy HTTPS/1.1 reverse_proxy',
+  'Strangler minimal, HTTP/2',
+  'Strangler full, HTTP/2',
+  'nginx HTTP/2 proxy_pass + keepalive',
+  'Caddy HTTP/2 reverse_proxy',
+]);
+/** h2load (Debian's nghttp2-client) for the HTTP/2 rows: 10 connections of 10 streams each. */
+const H2LOAD = ['h2load', '/usr/bin/h2load'].find((c) => spawnSync(c, ['--version']).status === 0);
 const TLS_ROWS = new Set(['bare http-proxy + keep-alive agent', ...TLS_SCENARIOS]);
 /** Only the rows of server.workers' targets. */
 const WORKERS_ONLY = args.includes('--workers-only');
@@ -221,7 +232,21 @@ function parseWrkMs(s: string): number {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-async function load(url: string, headers: Record<string, string>, randomCookie: boolean, seconds: number, allowErrors = false): Promise<Omit<Sample, 'rssMb' | 'cpuUs'> & { requests: number }> {
+async function load(url: string, headers: Record<string, string>, randomCookie: boolean, seconds: number, allowErrors = false, h2 = false): Promise<Omit<Sample, 'rssMb' | 'cpuUs'> & { requests: number }> {
+  if (h2) {
+    // h2load reports no percentiles: p50 and p99 are its mean and mean + 2 sd, marked as such in the notes.
+    const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k.toLowerCase()}: ${v}`]);
+    const [c, a] = pinned(LOAD_CPU, H2LOAD!, ['-t1', '-c10', '-m10', '-D', String(seconds), ...hdr, url]);
+    const out = await run(c, a);
+    const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)![1]);
+    const done = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out)!;
+    const ok2xx = Number(/status codes: (\d+) 2xx/.exec(out)?.[1] ?? 0);
+    const lat = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out)!;
+    const mean = parseWrkMs(lat[3]!);
+    const errors = Number(done[4]) + Number(done[5]) + (Number(done[3]) - ok2xx);
+    if (errors && !allowErrors) throw new Error(`${url}: ${errors} failed requests\n${out}`);
+    return { rps, p50: mean, p99: mean + 2 * parseWrkMs(lat[4]!), requests: Number(done[2]), errors };
+  }
   if (HAS_WRK) {
     const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
     const lua = randomCookie ? ['-s', LUA] : [];
@@ -313,6 +338,8 @@ interface Scenario {
   path: string;
   /** Served over TLS (the load generator speaks https). */
   tls?: boolean;
+  /** Loaded over HTTP/2 (h2load) instead of HTTP/1.1. */
+  h2?: boolean;
   /** Starts the proxy; returns its port and process. `shadowPort`: a second upstream server, the shadow rows' new service. */
   start(upstreamPort: number, shadowPort: number): Promise<{ port: number; child: ChildProcess; during?: (seconds: number) => Promise<string> }>;
 }
@@ -398,7 +425,7 @@ routes:
 ${routes(1000, '/api/hello', `, auth: required, canary: { upstream: app2, percent: 50, sticky: cookie }${shadow === undefined ? '' : `, shadow: { upstream: shadow, percent: ${shadow.percent} }`}${extra.limit ? ', rateLimit: { key: user, limit: 10000000, windowMs: 1000 }' : ''}`)}
 `;
 
-function scenarios(withNginx: boolean): Scenario[] {
+function scenarios(withNginx: boolean, withH2 = true): Scenario[] {
   const list: Scenario[] = [
     {
       name: 'direct (no proxy)',
@@ -485,6 +512,7 @@ http { access_log off; upstream app { server 127.0.0.1:${up}; keepalive 64; }
         return { port, child };
       },
     },
+    ...(withH2 ? h2Variants() : []),
     { name: 'Strangler full, every core', path: '/api/hello', start: (up) => workersRow(up, 1, false) },
     { name: 'Strangler full, workers: 2, every core', path: '/api/hello', start: (up) => workersRow(up, 2, false) },
     { name: 'Strangler full, workers: 2, every core, 20 reloads', path: '/api/hello', start: (up) => workersRow(up, 2, true) },
@@ -524,6 +552,36 @@ http { access_log off; upstream app { server 127.0.0.1:${up}; keepalive 64; }
   return list;
 }
 
+/** The HTTP/2 rows: the HTTPS/1.1 rows' servers (each offers h2 by ALPN: Strangler and Caddy by default, nginx with http2 on), loaded by h2load. */
+function h2Variants(): Scenario[] {
+  const https = scenarios(NGINX !== undefined, false).filter((s) => s.tls);
+  return https.map((s) => ({
+    ...s,
+    name: s.name.replace('HTTPS/1.1', 'HTTP/2'),
+    h2: true,
+    start: s.name.startsWith('nginx') ? nginxH2 : s.start,
+  }));
+}
+
+async function nginxH2(up: number): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const dir = join(WORK, `nginx-h2-${port}`);
+  execFileSync('mkdir', ['-p', dir]);
+  const { cert, key } = benchCert();
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http { access_log off; upstream app { server 127.0.0.1:${up}; keepalive 64; }
+  server { listen 127.0.0.1:${port} ssl http2; ssl_certificate ${cert}; ssl_certificate_key ${key}; ssl_protocols TLSv1.3; keepalive_requests 100000; http2_max_requests 100000;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+  );
+  const child = start(PROXY_CPU, NGINX!, ['-c', join(dir, 'nginx.conf'), '-p', dir]);
+  await waitReady(port, '/api/hello', {}, true);
+  return { port, child };
+}
+
 function cpuModel(): string {
   try {
     return /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown CPU';
@@ -542,9 +600,9 @@ async function measure(s: Scenario, upstreamPort: number, shadowPort: number, se
   const { port, child, during } = await s.start(upstreamPort, shadowPort);
   try {
     const url = `${s.tls ? 'https' : 'http'}://127.0.0.1:${port}${s.path}`;
-    await load(url, TRAFFIC, true, WARMUP);
+    await load(url, TRAFFIC, true, WARMUP, false, s.h2);
     const cpu0 = child ? cpuTimeUs(child.pid!) : NaN;
-    const [r, note] = await Promise.all([load(url, TRAFFIC, true, seconds, during !== undefined), during?.(seconds)]);
+    const [r, note] = await Promise.all([load(url, TRAFFIC, true, seconds, during !== undefined, s.h2), during?.(seconds)]);
     const cpuUs = child ? (cpuTimeUs(child.pid!) - cpu0) / r.requests : NaN;
     return { rps: r.rps, p50: r.p50, p99: r.p99, cpuUs, rssMb: child ? peakRssMb(child.pid!) : NaN, errors: r.errors, ...(note === undefined ? {} : { note }) };
   } finally {
@@ -661,6 +719,7 @@ async function main(): Promise<void> {
       // TLS rows only when asked for (they need their own comparison peers), and Caddy only when installed.
       (TLS_ONLY || !TLS_SCENARIOS.has(s.name)) &&
       (CADDY !== undefined || !s.name.startsWith('Caddy')) &&
+      (H2LOAD !== undefined || !s.name.includes('HTTP/2')) &&
       (HAS_REDIS || !s.name.includes('Redis')),
   );
   if (HAS_REDIS) {
@@ -742,11 +801,12 @@ async function main(): Promise<void> {
   if (redisOn) targets.push(['full + Redis shared state ≥ 0.97 × full req/s', fmt(redisOn.rps / full.rps, 2), redisOn.rps / full.rps >= 0.97]);
   if (rlRedis) targets.push(['full + rate limit (Redis) ≥ 0.85 × full req/s', fmt(rlRedis.rps / full.rps, 2), rlRedis.rps / full.rps >= 0.85]);
   // Issue #20: TLS termination against Caddy (the target) and nginx, the same certificate and TLS 1.3.
-  const caddy = rows.find((r) => r.scenario === 'Caddy HTTPS/1.1 reverse_proxy');
-  const tlsMinimal = rows.find((r) => r.scenario === 'Strangler minimal, HTTPS/1.1');
-  if (caddy && tlsMinimal) {
-    targets.push(['Strangler minimal HTTPS/1.1 ≥ 0.8 × Caddy req/s', fmt(tlsMinimal.rps / caddy.rps, 2), tlsMinimal.rps / caddy.rps >= 0.8]);
-    targets.push(['Strangler full HTTPS/1.1 ≥ 0.8 × Caddy req/s', fmt(full.rps / caddy.rps, 2), full.rps / caddy.rps >= 0.8]);
+  for (const proto of ['HTTPS/1.1', 'HTTP/2']) {
+    const caddy = rows.find((r) => r.scenario === `Caddy ${proto} reverse_proxy`);
+    const minimal = rows.find((r) => r.scenario === `Strangler minimal, ${proto}`);
+    const fullTls = rows.find((r) => r.scenario === `Strangler full, ${proto}`);
+    if (caddy && minimal) targets.push([`Strangler minimal ${proto} ≥ 0.8 × Caddy req/s`, fmt(minimal.rps / caddy.rps, 2), minimal.rps / caddy.rps >= 0.8]);
+    if (caddy && fullTls) targets.push([`Strangler full ${proto} ≥ 0.8 × Caddy req/s`, fmt(fullTls.rps / caddy.rps, 2), fullTls.rps / caddy.rps >= 0.8]);
   }
   // Issue #19: server.workers, both rows on every core (the load generator and the upstream share them).
   const oneAll = rows.find((r) => r.scenario === 'Strangler full, every core');

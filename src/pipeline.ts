@@ -130,7 +130,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
     }
     const access = host.accessLog;
     if (access === null) return;
-    access.request(state, { status: res.statusCode, durationMs: ms, bytes: socket.bytesWritten - state.socketBytesAtStart, aborted, client: socket.remoteAddress });
+    access.request(state, { status: res.statusCode, durationMs: ms, bytes: socket.bytesWritten - state.socketBytesAtStart, aborted, client: socket.remoteAddress, http2: (socket as { http2?: boolean }).http2 });
   }
 
   function reject(res: ServerResponse, state: RequestState, code: ErrorCode): void {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
+import type { Server as NetServer } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import type { TlsListener } from './tls/listener';
 import { TableWatcher } from './config/watch';
 import type { AddressInfo } from 'node:net';
@@ -95,7 +96,10 @@ export class Gateway implements PipelineHost, AdminControl {
   readonly log: Logger;
   readonly accessLog: AccessLog | null;
   private readonly loggers: Loggers;
-  private readonly server: Server | HttpsServer;
+  /** The HTTP/1.1 server every request goes through (with server.tls it does not listen: the TLS front hands it connections). */
+  private readonly server: Server;
+  /** What listens on the port: the server itself, or the TLS front. */
+  private readonly listener: NetServer;
   private inFlight = 0;
   private readonly upgraded = new Set<Duplex>();
   private drainWaiters: Array<() => void> = [];
@@ -219,7 +223,8 @@ export class Gateway implements PipelineHost, AdminControl {
     };
     // server.tls is read at start (the listener's kind); its certificate files are re-read when they change.
     this.tls = s.tls === undefined ? undefined : new (require('./tls/listener') as typeof import('./tls/listener')).TlsListener(s.tls);
-    this.server = this.tls === undefined ? createServer(serverOptions) : this.tls.createServer(serverOptions);
+    this.server = createServer(serverOptions);
+    this.listener = this.tls === undefined ? this.server : this.tls.createFront(this.server, s.maxHeaderBytes);
     if (this.tls !== undefined) this.hsts = (require('./tls/listener') as typeof import('./tls/listener')).hstsValue(s);
     // No count limit in Node's parser: past it Node drops header lines from req.headers while still framing
     // the body with them (a dropped Content-Length). The byte limit bounds memory; the pipeline refuses
@@ -352,7 +357,7 @@ export class Gateway implements PipelineHost, AdminControl {
   private reloadTls(): void {
     const tls = this.tls;
     if (tls === undefined || this.draining) return;
-    const r = tls.reload(this.server as HttpsServer);
+    const r = tls.reload(this.listener as TlsServer);
     this.tlsReloaded(
       r.ok
         ? { ok: true, changes: [`TLS certificates reloaded: ${r.certificates.map((c) => `${c.subject} until ${c.notAfter.toISOString()}`).join(', ')}`] }
@@ -556,9 +561,9 @@ export class Gateway implements PipelineHost, AdminControl {
     const port = this.options.port ?? s.port;
     const host = this.options.host ?? s.host;
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
+      this.listener.once('error', reject);
+      this.listener.listen(port, host, () => {
+        this.listener.off('error', reject);
         this.log.info({ port: this.port, host, tls: this.tls !== undefined, version: this.table.version, routes: this.table.config.routes.length }, 'gateway listening');
         resolve();
       });
@@ -583,7 +588,7 @@ export class Gateway implements PipelineHost, AdminControl {
   }
 
   get port(): number {
-    return (this.server.address() as AddressInfo).port;
+    return (this.listener.address() as AddressInfo).port;
   }
 
   get url(): string {
@@ -624,8 +629,12 @@ export class Gateway implements PipelineHost, AdminControl {
     this.control?.stop();
     const timeoutMs = this.table.config.server.drainTimeoutMs;
     this.log.info({ inFlight: this.inFlight, timeoutMs }, 'draining');
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
+    // (With TLS the HTTP/1.1 server does not listen: closing it stops its timeout checks and closes its idle connections.)
+    if (this.listener !== this.server) this.server.close(() => undefined);
     this.server.closeIdleConnections();
+    // HTTP/2 clients are told GOAWAY: their open streams finish, new ones go elsewhere.
+    this.tls?.drain();
     if (this.inFlight > 0) {
       let timer: NodeJS.Timeout | undefined;
       const drained = new Promise<void>((resolve) => this.drainWaiters.push(resolve));
@@ -635,6 +644,7 @@ export class Gateway implements PipelineHost, AdminControl {
       if (this.inFlight > 0) this.log.warn({ inFlight: this.inFlight }, 'drain timeout: closing remaining connections');
     }
     for (const socket of this.upgraded) socket.destroy();
+    this.tls?.closeAll();
     this.server.closeAllConnections();
     await closed;
     this.tls?.stop();

@@ -65,6 +65,10 @@ export const TlsServerSchema = z.strictObject({
   certFile: z.string().min(1),
   keyFile: z.string().min(1),
   minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  /** Offer HTTP/2 by ALPN (with HTTP/1.1 for clients that do not speak it). */
+  http2: bool.default(true),
+  /** HTTP/2: streams a client may have open at once on one connection. */
+  maxConcurrentStreams: int(1, 10_000).default(128),
   /** More certificates, chosen by the name the client asks for (SNI). */
   certificates: z.array(z.strictObject({ hosts: z.array(hostPattern).min(1), certFile: z.string().min(1), keyFile: z.string().min(1) })).default([]),
 });

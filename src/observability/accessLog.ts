@@ -10,6 +10,8 @@ export interface AccessFacts {
   /** The client went away before the response was complete. */
   aborted: boolean;
   client: string | undefined;
+  /** The request came over HTTP/2 (absent: HTTP/1.1). */
+  http2?: boolean;
 }
 
 /** Characters a JSON string cannot hold as they are: quote, backslash, control characters, lone surrogates. */
@@ -62,7 +64,7 @@ export class AccessLog {
         `${safe('route', s.route)}${safe('upstream', s.upstream)},"status":${f.status},"durationMs":${millis(f.durationMs)}` +
         `,"bytes":${f.bytes},"aborted":${f.aborted}${safe('error', s.errorCode)}${opt('user', s.userId)}${safe('auth', s.authFailure)}` +
         `${safe('canary', s.canarySide)}${safe('canaryReason', s.canaryReason)}${s.fellBack ? ',"fallback":true' : ''}` +
-        `${s.shadow !== undefined ? safe('shadow', s.shadow.outcome()) : s.shadowSkipped ? ',"shadow":"skipped"' : ''}${safe('client', f.client)},"msg":"request"}\n`,
+        `${s.shadow !== undefined ? safe('shadow', s.shadow.outcome()) : s.shadowSkipped ? ',"shadow":"skipped"' : ''}${f.http2 === true ? ',"protocol":"h2"' : ''}${safe('client', f.client)},"msg":"request"}\n`,
     );
   }
 }

@@ -1,14 +1,17 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { Http2Bridge } from './h2bridge';
 import type { ServerConfig, TlsServerConfig } from '../config/schema';
 import { TableWatcher } from '../config/watch';
 import { contextFor, loadContexts, type CertificateInfo, type ServerContexts } from './certificates';
 
 /**
- * The listening port with TLS (server.tls): an https server whose
+ * The listening port with TLS (server.tls): a TLS listener whose
  * certificates are swapped in place when their files change (renewals by
- * cert-manager or an ACME client), without dropping a connection; the plain
- * listener that only redirects to https (server.redirectHttp); and the
+ * cert-manager or an ACME client), without dropping a connection. Each
+ * connection goes, by the protocol it chose (ALPN), to the gateway's
+ * HTTP/1.1 server as it is, or to the HTTP/2 bridge. Also: the plain
+ * listener that only redirects to https (server.redirectHttp), and the
  * Strict-Transport-Security value (server.hsts).
  */
 export class TlsListener {
@@ -20,13 +23,41 @@ export class TlsListener {
     this.contexts = loadContexts(config);
   }
 
-  createServer(options: ServerOptions): HttpsServer {
-    return createHttpsServer({
-      ...options,
+  private bridge: Http2Bridge | undefined;
+
+  /**
+   * The TLS front for `core` (the gateway's HTTP/1.1 server, which does not
+   * listen itself): HTTP/1.1 connections are handed to it as they are (its
+   * timeouts, limits and WebSocket upgrades apply unchanged), h2 ones to the bridge.
+   */
+  createFront(core: Server, maxHeaderBytes: number): TlsServer {
+    // The core never listens: this starts its connection tracking and its header and request timeouts.
+    core.emit('listening');
+    const http2 = this.config.http2;
+    if (http2) this.bridge = new Http2Bridge(core, { maxConcurrentStreams: this.config.maxConcurrentStreams, maxHeaderListSize: maxHeaderBytes });
+    const front = createTlsServer({
       ...this.contexts.defaultOptions,
+      ALPNProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
       // An SNI name with a certificate of its own gets it; any other name, or none, the default one.
       SNICallback: (servername, cb) => cb(null, contextFor(this.contexts, servername)),
     });
+    front.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'h2' && this.bridge !== undefined) this.bridge.accept(socket);
+      else core.emit('connection', socket);
+    });
+    // A failed handshake is the client's problem (a scanner, an old client): nothing to answer.
+    front.on('tlsClientError', (_err, socket) => socket.destroy());
+    return front;
+  }
+
+  /** Draining: HTTP/2 clients are told GOAWAY. */
+  drain(): void {
+    this.bridge?.close();
+  }
+
+  /** After the drain: HTTP/2 sessions still open are closed. */
+  closeAll(): void {
+    this.bridge?.destroy();
   }
 
   get certificates(): CertificateInfo[] {
@@ -38,7 +69,7 @@ export class TlsListener {
    * (connections already open keep theirs). A pair that does not check keeps
    * the old ones: the error is returned.
    */
-  reload(server: HttpsServer): { ok: true; certificates: CertificateInfo[] } | { ok: false; error: string } {
+  reload(server: TlsServer): { ok: true; certificates: CertificateInfo[] } | { ok: false; error: string } {
     let next: ServerContexts;
     try {
       next = loadContexts(this.config);
