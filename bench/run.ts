@@ -240,10 +240,10 @@ async function load(url: string, headers: Record<string, string>, randomCookie: 
     const out = await run(c, a);
     const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)![1]);
     const done = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out)!;
-    const ok2xx = Number(/status codes: (\d+) 2xx/.exec(out)?.[1] ?? 0);
+    const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out)!;
     const lat = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out)!;
     const mean = parseWrkMs(lat[3]!);
-    const errors = Number(done[4]) + Number(done[5]) + (Number(done[3]) - ok2xx);
+    const errors = Number(done[4]) + Number(done[5]) + Number(codes[3]) + Number(codes[4]);
     if (errors && !allowErrors) throw new Error(`${url}: ${errors} failed requests\n${out}`);
     return { rps, p50: mean, p99: mean + 2 * parseWrkMs(lat[4]!), requests: Number(done[2]), errors };
   }
