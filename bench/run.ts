@@ -477,24 +477,7 @@ function scenarios(withNginx: boolean, withH2 = true): Scenario[] {
       name: 'nginx HTTPS/1.1 proxy_pass + keepalive',
       path: '/api/hello',
       tls: true,
-      start: async (up) => {
-        const port = await freePort();
-        const dir = join(WORK, `nginx-tls-${port}`);
-        execFileSync('mkdir', ['-p', dir]);
-        const { cert, key } = benchCert();
-        writeFileSync(
-          join(dir, 'nginx.conf'),
-          `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 4096; }
-http { access_log off; upstream app { server 127.0.0.1:${up}; keepalive 64; }
-  server { listen 127.0.0.1:${port} ssl; ssl_certificate ${cert}; ssl_certificate_key ${key}; ssl_protocols TLSv1.3; keepalive_requests 100000;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-`,
-        );
-        const child = start(PROXY_CPU, NGINX!, ['-c', join(dir, 'nginx.conf'), '-p', dir]);
-        await waitReady(port, '/api/hello', {}, true);
-        return { port, child };
-      },
+      start: (up) => nginxTls(up, false),
     },
     {
       name: 'Caddy HTTPS/1.1 reverse_proxy',
@@ -559,13 +542,14 @@ function h2Variants(): Scenario[] {
     ...s,
     name: s.name.replace('HTTPS/1.1', 'HTTP/2'),
     h2: true,
-    start: s.name.startsWith('nginx') ? nginxH2 : s.start,
+    start: s.name.startsWith('nginx') ? (up: number) => nginxTls(up, true) : s.start,
   }));
 }
 
-async function nginxH2(up: number): Promise<{ port: number; child: ChildProcess }> {
+/** nginx terminating TLS 1.3 with the bench's certificate, proxying to the upstream; `http2`: also offering h2. */
+async function nginxTls(up: number, http2: boolean): Promise<{ port: number; child: ChildProcess }> {
   const port = await freePort();
-  const dir = join(WORK, `nginx-h2-${port}`);
+  const dir = join(WORK, `nginx-tls-${port}`);
   execFileSync('mkdir', ['-p', dir]);
   const { cert, key } = benchCert();
   writeFileSync(
@@ -573,7 +557,7 @@ async function nginxH2(up: number): Promise<{ port: number; child: ChildProcess 
     `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
 events { worker_connections 4096; }
 http { access_log off; upstream app { server 127.0.0.1:${up}; keepalive 64; }
-  server { listen 127.0.0.1:${port} ssl http2; ssl_certificate ${cert}; ssl_certificate_key ${key}; ssl_protocols TLSv1.3; keepalive_requests 100000; http2_max_requests 100000;
+  server { listen 127.0.0.1:${port} ssl${http2 ? ' http2' : ''}; ssl_certificate ${cert}; ssl_certificate_key ${key}; ssl_protocols TLSv1.3; keepalive_requests 100000;${http2 ? ' http2_max_requests 100000;' : ''}
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 `,
   );
