@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Server as NetServer } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { TlsListener } from './tls/listener';
-import { TableWatcher } from './config/watch';
+import { FileSetWatcher } from './config/watch';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AdminControl, CandidateCheck, EditOutcome, ReloadError, ReloadOutcome } from './admin/app';
@@ -22,6 +22,7 @@ import { UpstreamBreaker } from './resilience/breaker';
 import { RouteMatcher } from './routing/compile';
 import { activate, retiredShadows, retiredUpstreams, type ActiveTable, type TableDeps } from './table';
 import { TableLoader } from './tableLoader';
+import { listenOn } from './core/listen';
 import { openSource, TableControl, type ReloadRecord, type ReloadTrigger, type TableSource } from './tableControl';
 
 /** A route table read and checked, with where it came from and the loader that read it. */
@@ -78,7 +79,8 @@ export class Gateway implements PipelineHost, AdminControl {
   private hsts: string | undefined;
   /** The table served (to activate again when upstream TLS files change). */
   private current: LoadedTable | undefined;
-  private readonly upstreamTlsWatchers = new Map<string, TableWatcher>();
+  /** upstreams.<name>.tls files of the table served (made at the first table naming one). */
+  private upstreamTlsFiles: FileSetWatcher | undefined;
   private swaps: Promise<unknown> = Promise.resolve();
   /** A worker's link to the others through its primary (server.workers without Redis). */
   private readonly clusterPeers: ClusterPeers | undefined;
@@ -206,11 +208,13 @@ export class Gateway implements PipelineHost, AdminControl {
       const shared = this.shared;
       this.deps.sharedCounts = (key) => shared.remoteCounts(key);
     }
+    const s = loaded.config.server;
+    // server.tls is read at start (the listener's kind); its certificate files are re-read when they change.
+    this.tls = s.tls === undefined ? undefined : new (require('./tls/listener') as typeof import('./tls/listener')).TlsListener(s.tls);
     this.table = activate(loaded, this.deps);
     this.tableServed(loaded);
     this.control = owner === undefined ? undefined : new TableControl(options.configPath, owner.loader, owner.source, loaded, this, this.log, this.metrics);
     if (this.control === undefined) this.metrics?.activeVersion(loaded.version);
-    const s = loaded.config.server;
     const serverOptions = {
       maxHeaderSize: s.maxHeaderBytes,
       keepAliveTimeout: s.keepAliveTimeoutMs,
@@ -221,11 +225,8 @@ export class Gateway implements PipelineHost, AdminControl {
       connectionsCheckingInterval: checkingIntervalMs(s.headersTimeoutMs, s.requestTimeoutMs),
       // Node's default 1000 header lines is generous; the byte limit above is what protects us.
     };
-    // server.tls is read at start (the listener's kind); its certificate files are re-read when they change.
-    this.tls = s.tls === undefined ? undefined : new (require('./tls/listener') as typeof import('./tls/listener')).TlsListener(s.tls);
     this.server = createServer(serverOptions);
     this.listener = this.tls === undefined ? this.server : this.tls.createFront(this.server, s.maxHeaderBytes);
-    if (this.tls !== undefined) this.hsts = (require('./tls/listener') as typeof import('./tls/listener')).hstsValue(s);
     // No count limit in Node's parser: past it Node drops header lines from req.headers while still framing
     // the body with them (a dropped Content-Length). The byte limit bounds memory; the pipeline refuses
     // requests with MAX_HEADER_LINES or more lines (431).
@@ -291,24 +292,16 @@ export class Gateway implements PipelineHost, AdminControl {
    * upstreams whose files changed, if every file still checks.
    */
   private watchUpstreamTls(loaded: LoadedTable): void {
-    const files = new Set<string>();
+    const files: string[] = [];
     for (const [name, u] of Object.entries(loaded.config.upstreams)) {
       if (u.tls === undefined) continue;
       if (u.tls.insecureSkipVerify) this.log.warn({ upstream: name }, `upstream ${name}: insecureSkipVerify is on: its certificate is not verified, anyone on the path can pose as it`);
-      for (const f of [u.tls.caFile, u.tls.certFile, u.tls.keyFile]) if (f !== undefined) files.add(f);
+      for (const f of [u.tls.caFile, u.tls.certFile, u.tls.keyFile]) if (f !== undefined) files.push(f);
     }
-    for (const [file, w] of this.upstreamTlsWatchers) {
-      if (files.has(file)) continue;
-      w.stop();
-      this.upstreamTlsWatchers.delete(file);
-    }
+    if (files.length === 0 && this.upstreamTlsFiles === undefined) return;
     const r = loaded.config.reload;
-    for (const file of files) {
-      if (this.upstreamTlsWatchers.has(file)) continue;
-      const w = new TableWatcher(file, () => this.reloadUpstreamTls(), r.debounceMs, r.pollIntervalMs);
-      w.start();
-      this.upstreamTlsWatchers.set(file, w);
-    }
+    this.upstreamTlsFiles ??= new FileSetWatcher(() => this.reloadUpstreamTls(), r.debounceMs, r.pollIntervalMs);
+    this.upstreamTlsFiles.watch(files);
   }
 
   private reloadUpstreamTls(): void {
@@ -560,28 +553,16 @@ export class Gateway implements PipelineHost, AdminControl {
     const s = this.table.config.server;
     const port = this.options.port ?? s.port;
     const host = this.options.host ?? s.host;
-    await new Promise<void>((resolve, reject) => {
-      this.listener.once('error', reject);
-      this.listener.listen(port, host, () => {
-        this.listener.off('error', reject);
-        this.log.info({ port: this.port, host, tls: this.tls !== undefined, version: this.table.version, routes: this.table.config.routes.length }, 'gateway listening');
-        resolve();
-      });
-    });
+    const bound = await listenOn(this.listener, port, host);
+    this.log.info({ port: bound, host, tls: this.tls !== undefined, version: this.table.version, routes: this.table.config.routes.length }, 'gateway listening');
     if (this.tls === undefined) return;
     const r = s.redirectHttp;
     if (r !== undefined) {
       const { createRedirectServer } = await import('./tls/listener');
       const redirect = createRedirectServer(() => this.port, () => this.table.config.server.healthPath);
       this.redirect = redirect;
-      await new Promise<void>((resolve, reject) => {
-        redirect.once('error', reject);
-        redirect.listen(r.port, r.host ?? host, () => {
-          redirect.off('error', reject);
-          this.log.info({ port: this.redirectPort, host: r.host ?? host }, 'redirecting plain HTTP to https');
-          resolve();
-        });
-      });
+      const redirectPort = await listenOn(redirect, r.port, r.host ?? host);
+      this.log.info({ port: redirectPort, host: r.host ?? host }, 'redirecting plain HTTP to https');
     }
     const reload = this.table.config.reload;
     this.tls.watch(() => this.reloadTls(), reload.debounceMs, reload.pollIntervalMs);
@@ -648,7 +629,7 @@ export class Gateway implements PipelineHost, AdminControl {
     this.server.closeAllConnections();
     await closed;
     this.tls?.stop();
-    for (const w of this.upstreamTlsWatchers.values()) w.stop();
+    this.upstreamTlsFiles?.stop();
     if (this.redirect !== undefined) {
       const redirect = this.redirect;
       await new Promise<void>((resolve) => {

@@ -8,6 +8,7 @@ import type { RouteTableConfig } from '../config/schema';
 import type { ActiveTable } from '../table';
 import type { InventoryReport } from '../migration/insight';
 import { serveConsole } from './console';
+import { listenOn } from '../core/listen';
 
 export interface ReloadError {
   at: string;
@@ -360,14 +361,7 @@ export async function listenAdmin(control: AdminControl, log: { info(o: object, 
   const cfg = control.table.config.admin;
   if (!cfg) return undefined;
   const admin = createServer(createAdminApp(control).callback());
-  await new Promise<void>((resolve, reject) => {
-    admin.once('error', reject);
-    admin.listen(port ?? cfg.port, cfg.host, () => {
-      admin.off('error', reject);
-      resolve();
-    });
-  });
-  const address = admin.address();
-  log.info({ port: typeof address === 'object' && address !== null ? address.port : undefined, host: cfg.host, auth: cfg.token ? 'bearer token required' : 'none (loopback only)' }, 'admin API listening');
+  const bound = await listenOn(admin, port ?? cfg.port, cfg.host);
+  log.info({ port: bound, host: cfg.host, auth: cfg.token ? 'bearer token required' : 'none (loopback only)' }, 'admin API listening');
   return admin;
 }

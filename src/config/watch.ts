@@ -83,3 +83,38 @@ export class TableWatcher {
     return `${s.ino}:${s.size}:${s.mtimeMs}`;
   }
 }
+
+/**
+ * Several files watched for one purpose (certificates and keys): `watch`
+ * sets which ones, starting watchers for new files and stopping those no
+ * longer named; a change to any calls `onChange` (each file debounced).
+ */
+export class FileSetWatcher {
+  private readonly watchers = new Map<string, TableWatcher>();
+
+  constructor(
+    private readonly onChange: () => void,
+    private readonly debounceMs: number,
+    private readonly pollIntervalMs: number,
+  ) {}
+
+  watch(files: Iterable<string>): void {
+    const wanted = new Set(files);
+    for (const [file, w] of this.watchers) {
+      if (wanted.has(file)) continue;
+      w.stop();
+      this.watchers.delete(file);
+    }
+    for (const file of wanted) {
+      if (this.watchers.has(file)) continue;
+      const w = new TableWatcher(file, this.onChange, this.debounceMs, this.pollIntervalMs);
+      w.start();
+      this.watchers.set(file, w);
+    }
+  }
+
+  stop(): void {
+    for (const w of this.watchers.values()) w.stop();
+    this.watchers.clear();
+  }
+}

@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Http2Bridge } from './h2bridge';
 import type { ServerConfig, TlsServerConfig } from '../config/schema';
-import { TableWatcher } from '../config/watch';
+import { FileSetWatcher } from '../config/watch';
 import { contextFor, loadContexts, type CertificateInfo, type ServerContexts } from './certificates';
 
 /**
@@ -16,7 +16,7 @@ import { contextFor, loadContexts, type CertificateInfo, type ServerContexts } f
  */
 export class TlsListener {
   private contexts: ServerContexts;
-  private readonly watchers: TableWatcher[] = [];
+  private files: FileSetWatcher | undefined;
 
   constructor(private readonly config: TlsServerConfig) {
     // Checked by the table's validation; read again here (a file may have changed since: then start fails, clearly).
@@ -83,16 +83,12 @@ export class TlsListener {
 
   /** Calls `changed` (debounced) when any certificate or key file changes: in place, renamed over, or a symlink swapped. */
   watch(changed: () => void, debounceMs: number, pollIntervalMs: number): void {
-    const files = new Set([this.config.certFile, this.config.keyFile, ...this.config.certificates.flatMap((c) => [c.certFile, c.keyFile])]);
-    for (const file of files) {
-      const w = new TableWatcher(file, changed, debounceMs, pollIntervalMs);
-      w.start();
-      this.watchers.push(w);
-    }
+    this.files = new FileSetWatcher(changed, debounceMs, pollIntervalMs);
+    this.files.watch([this.config.certFile, this.config.keyFile, ...this.config.certificates.flatMap((c) => [c.certFile, c.keyFile])]);
   }
 
   stop(): void {
-    for (const w of this.watchers) w.stop();
+    this.files?.stop();
   }
 }
 
