@@ -1,6 +1,7 @@
 import type { Policy } from '../ratelimit/gcra';
 import { NewestEvents, type CanaryEvent, type Counts, type Peers, type SharedCounts } from '../state/peers';
 import type { FromWorker, ToWorker } from './protocol';
+import { Replies } from './replies';
 
 /** Counts go to the primary this often (the rollback rule's window is ten seconds or more). */
 const COUNTS_MS = 1_000;
@@ -19,8 +20,7 @@ export class ClusterPeers implements Peers {
   private others = new Map<string, Counts>();
   private othersAt = 0;
   private readonly seen = new NewestEvents();
-  private readonly leases = new Map<number, (r: { granted: number; remaining: number; resetSeconds: number } | undefined) => void>();
-  private nextId = 1;
+  private readonly leases = new Replies<{ granted: number; remaining: number; resetSeconds: number }>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -45,8 +45,7 @@ export class ClusterPeers implements Peers {
         this.othersAt = Date.now();
         return true;
       case 'lease':
-        this.leases.get(m.id)?.(m.r);
-        this.leases.delete(m.id);
+        this.leases.answer(m.id, m.r);
         return true;
       default:
         return false;
@@ -65,18 +64,7 @@ export class ClusterPeers implements Peers {
   }
 
   lease(key: string, p: Policy, want: number): Promise<{ granted: number; remaining: number; resetSeconds: number } | undefined> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.leases.delete(id);
-        resolve(undefined);
-      }, LEASE_TIMEOUT_MS);
-      this.leases.set(id, (r) => {
-        clearTimeout(timer);
-        resolve(r);
-      });
-      this.send({ t: 'lease', id, key, p: { limit: p.limit, windowMs: p.windowMs, burst: p.burst }, want });
-    });
+    return this.leases.ask((id) => this.send({ t: 'lease', id, key, p: { limit: p.limit, windowMs: p.windowMs, burst: p.burst }, want }), LEASE_TIMEOUT_MS, undefined);
   }
 
   status(): undefined {
@@ -85,7 +73,6 @@ export class ClusterPeers implements Peers {
 
   close(): void {
     clearInterval(this.timer);
-    for (const resolve of this.leases.values()) resolve(undefined);
-    this.leases.clear();
+    this.leases.drop();
   }
 }

@@ -12,6 +12,7 @@ import { NewestEvents, slot as eventSlot, sumFresh, type CanaryEvent, type Count
 import { TableControl, type ReloadRecord, type ReloadTrigger, type TableTarget } from '../tableControl';
 import type { Loaded } from '../server';
 import { mergeStates } from './merge';
+import { Replies } from './replies';
 import { WORKER_ENV, type FromWorker, type Question, type ToWorker } from './protocol';
 
 /** How many workers `server.workers` asks for. */
@@ -42,11 +43,6 @@ interface Slot {
   counts: Map<string, { counts: Counts; at: number }>;
 }
 
-interface Waiting {
-  slot: Slot;
-  resolve: (value: { value?: unknown; error?: string } | undefined) => void;
-}
-
 export interface PrimaryOptions {
   configPath: string;
   port?: number;
@@ -74,8 +70,8 @@ export class Primary implements AdminControl, TableTarget {
   private readonly slots: Slot[] = [];
   /** The table workers start with and are moved to. */
   private current: LoadedTable;
-  private nextId = 1;
-  private readonly waiting = new Map<number, Waiting>();
+  /** Workers' answers awaited (table applies, admin questions), by the worker asked. */
+  private readonly replies = new Replies<{ value?: unknown; error?: string }, Slot>();
   /** The newest canary decision per route (and ramp), for workers started later. */
   private readonly events = new Map<string, CanaryEvent>();
   private readonly newest = new NewestEvents();
@@ -202,10 +198,7 @@ export class Primary implements AdminControl, TableTarget {
       case 'applied':
       case 'answer': {
         if (m.t === 'applied') slot.version = m.error === undefined ? m.version : slot.version;
-        const w = this.waiting.get(m.id);
-        if (w === undefined) return;
-        this.waiting.delete(m.id);
-        w.resolve(m.t === 'applied' ? (m.error === undefined ? {} : { error: m.error }) : { value: m.value, error: m.error });
+        this.replies.answer(m.id, m.t === 'applied' ? (m.error === undefined ? {} : { error: m.error }) : { value: m.value, error: m.error });
         return;
       }
       case 'canary':
@@ -245,11 +238,7 @@ export class Primary implements AdminControl, TableTarget {
     if (slot === undefined) return;
     slot.worker = undefined;
     slot.version = undefined;
-    for (const [id, w] of this.waiting) {
-      if (w.slot !== slot) continue;
-      this.waiting.delete(id);
-      w.resolve(undefined);
-    }
+    this.replies.drop((asked) => asked === slot);
     if (this.draining) return;
     slot.failures = Date.now() - slot.startedAt > HEALTHY_AFTER_MS ? 0 : slot.failures + 1;
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.max(0, slot.failures - 1));
@@ -260,21 +249,7 @@ export class Primary implements AdminControl, TableTarget {
 
   /** Sends to one worker and waits for its answer (undefined: it did not answer in time, or exited). */
   private request(slot: Slot, make: (id: number) => ToWorker, timeoutMs: number): Promise<{ value?: unknown; error?: string } | undefined> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        resolve(undefined);
-      }, timeoutMs);
-      this.waiting.set(id, {
-        slot,
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v);
-        },
-      });
-      this.send(slot, make(id));
-    });
+    return this.replies.ask((id) => this.send(slot, make(id)), timeoutMs, slot);
   }
 
   private serving(): Slot[] {
