@@ -141,10 +141,9 @@ export class CanaryState {
   /** The other processes' windows (replicas through Redis, workers through their primary), summed; set by the gateway. */
   remoteCounts: (() => Counts | undefined) | undefined = undefined;
 
-  /** The canary side's window here plus the others' (when shared): what the rollback rule judges. */
-  private judged(): { requests: number; errorPercent: number } {
-    const remote = this.remoteCounts?.();
-    return this.canaryWindow.stats(remote === undefined ? undefined : (remote as Partial<WindowSums>));
+  /** The canary side's window here plus the others' (when shared): what the rollback rule and the ramp judge. */
+  private judged(remote = this.remoteCounts?.()): WindowStats {
+    return this.canaryWindow.stats(remote as Partial<WindowSums> | undefined);
   }
 
   /**
@@ -186,7 +185,7 @@ export class CanaryState {
     const rb = this.config.rollback;
     // Judged on every process's windows when they are shared: a step is taken (or held) for the whole fleet.
     const remote = this.remoteCounts?.();
-    const canary = this.canaryWindow.stats(remote as Partial<WindowSums> | undefined);
+    const canary = this.judged(remote);
     const max = rb?.maxErrorPercent ?? 5;
     // Pausing is the safe side: any volume over the error limit holds the ramp (rollback needs minRequests).
     if (canary.requests > 0 && canary.errorPercent > max) return `canary error rate ${canary.errorPercent}% above ${max}%`;

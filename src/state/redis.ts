@@ -3,11 +3,11 @@ import type { Redis as RedisClient } from 'ioredis';
 import type { StateConfig } from '../config/schema';
 import type { Policy } from '../ratelimit/gcra';
 import { redisClient, within } from './connect';
+import { NewestEvents, slot, sumFresh, type CanaryEvent, type Counts, type Peers, type SharedCounts } from './peers';
 
 /** The longest a request waits on Redis (a lease), and the longest background exchanges wait. */
 const REQUEST_MS = 250;
 const SLOW_MS = 1_000;
-import { NewestEvents, slot, sumFresh, type CanaryEvent, type Counts, type Peers, type SharedCounts } from './peers';
 
 export type { CanaryEvent };
 
@@ -83,7 +83,7 @@ export class SharedState implements Peers {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       // A Redis that accepts but does not answer must not hold requests: past this the caller decides locally.
-      commandTimeout: 250,
+      commandTimeout: REQUEST_MS,
       enableAutoPipelining: true,
       retryStrategy: (attempt: number) => Math.min(2_000, 100 * attempt),
       lazyConnect: false,
