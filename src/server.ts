@@ -226,7 +226,7 @@ export class Gateway implements PipelineHost, AdminControl {
       // Node's default 1000 header lines is generous; the byte limit above is what protects us.
     };
     this.server = createServer(serverOptions);
-    this.listener = this.tls === undefined ? this.server : this.tls.createFront(this.server, s.maxHeaderBytes);
+    this.listener = this.tls === undefined ? this.server : this.tls.createFront(this.server, s.maxHeaderBytes, s.requestTimeoutMs);
     // No count limit in Node's parser: past it Node drops header lines from req.headers while still framing
     // the body with them (a dropped Content-Length). The byte limit bounds memory; the pipeline refuses
     // requests with MAX_HEADER_LINES or more lines (431).

@@ -11,7 +11,7 @@ import { connect as h2connect, constants, type ClientHttp2Session, type Incoming
 import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { SignJWT } from 'jose';
-import { closedPort, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
+import { closedPort, send, startGateway, startUpstream, until, type TestGateway, type Upstream } from './helpers/servers';
 import { makeCert, type TestCert } from './helpers/tls';
 
 jest.setTimeout(30_000);
@@ -202,5 +202,201 @@ routes: [{ name: app, path: /, upstream: app }]
       await gw.stop();
       await up.close();
     }
+  });
+});
+
+/** A raw h2 frame: 24-bit length, type, flags, stream id. */
+function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** HPACK "literal header field without indexing, new name" (RFC 7541 §6.2.2), short strings only. */
+function literal(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+}
+
+describe('HTTP/2: canary, parallel run, trailers, bodies and floods', () => {
+  let cert: TestCert;
+  let monolith: Upstream;
+  let orders: Upstream;
+  let gw: TestGateway;
+  let session: ClientHttp2Session;
+  const open = () => h2connect(`https://127.0.0.1:${gw.port}`, { ca: cert.cert, servername: 'portal.test' });
+
+  beforeAll(async () => {
+    cert = makeCert(['portal.test']);
+    const side = (name: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, body: string) => {
+      if (req.url === '/trailers') {
+        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        res.write('part one;');
+        res.addTrailers({ 'x-checksum': 'abc123' });
+        return void res.end('part two');
+      }
+      if (req.url === '/twice') {
+        // Two Content-Types: no HTTP/2 head can carry them.
+        res.setHeader('content-type', ['text/plain', 'text/html']);
+        return void res.end('ambiguous');
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'x-served-by': name });
+      res.end(JSON.stringify({ side: name, url: req.url, length: body.length, shadow: req.headers['x-strangler-shadow'] ?? null, auth: req.headers.authorization ?? null, te: req.headers['transfer-encoding'] ?? null }));
+    };
+    monolith = await startUpstream(side('monolith'));
+    orders = await startUpstream(side('orders'));
+    gw = await startGateway(`
+server: { tls: { certFile: ${cert.certFile}, keyFile: ${cert.keyFile} }, headersTimeoutMs: 600, requestTimeoutMs: 600 }
+admin: { port: 0 }
+upstreams:
+  monolith: { url: ${monolith.url} }
+  orders: { url: ${orders.url} }
+routes:
+  - { name: split, path: /api/orders, upstream: monolith, canary: { upstream: orders, percent: 50, sticky: cookie } }
+  - { name: copied, path: /api/invoices, upstream: monolith, shadow: { upstream: orders } }
+  - { name: legacy, path: /, upstream: monolith }
+`);
+    session = open();
+  });
+  afterAll(async () => {
+    session?.close();
+    await gw?.stop();
+    await Promise.all([monolith?.close(), orders?.close()]);
+  });
+
+  test('a canary splits h2 users by their sticky cookie, set once and kept', async () => {
+    const sides = new Set<string>();
+    for (let i = 0; i < 40 && sides.size < 2; i++) {
+      const r = await h2(session, '/api/orders/1');
+      expect(r.status).toBe(200);
+      expect(r.headers['set-cookie']?.[0]).toMatch(/^strangler_sticky=/);
+      sides.add(String(r.headers['x-served-by']));
+    }
+    expect([...sides].sort()).toEqual(['monolith', 'orders']);
+    const first = await h2(session, '/api/orders/1');
+    const cookie = String(first.headers['set-cookie']![0]).split(';')[0]!;
+    for (let i = 0; i < 10; i++) {
+      const r = await h2(session, '/api/orders/1', { headers: { cookie } });
+      expect(r.headers['set-cookie']).toBeUndefined();
+      expect(r.headers['x-served-by']).toBe(first.headers['x-served-by']);
+    }
+  });
+
+  test('a parallel run copies an h2 request to the shadow, without its credentials, and compares the answers', async () => {
+    orders.received.length = 0;
+    const r = await h2(session, '/api/invoices/9', { headers: { authorization: 'Bearer secret-token' } });
+    expect(JSON.parse(r.body)).toMatchObject({ side: 'monolith', auth: 'Bearer secret-token' });
+    await until(() => orders.received.length === 1);
+    expect(orders.received[0]!.headers['x-strangler-shadow']).toBe('1');
+    expect(orders.received[0]!.headers.authorization).toBeUndefined();
+    await until(() => gw.gw.table.shadows.get('copied')!.inFlight === 0);
+    const report = JSON.parse((await send(gw.gw.adminPort!, '/shadows')).body).shadows[0];
+    // The two sides differ only in "side": compared, one mismatch.
+    expect(report).toMatchObject({ route: 'copied', copied: 1, compared: 1 });
+  });
+
+  test('an upstream\'s trailers reach an h2 client that asked for them (TE: trailers)', async () => {
+    const s = session.request({ ':path': '/trailers', te: 'trailers' });
+    let body = '';
+    s.on('data', (c: Buffer) => (body += c.toString()));
+    const trailers = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+      s.on('trailers', resolve);
+      s.on('error', reject);
+      s.on('close', () => resolve({}));
+    });
+    expect(body).toBe('part one;part two');
+    expect(trailers['x-checksum']).toBe('abc123');
+  });
+
+  test('an upstream head HTTP/2 cannot carry is answered 502 with the request id, the stream is not reset', async () => {
+    const r = await h2(session, '/twice', { headers: { 'x-request-id': 'h2-twice' } });
+    expect(r.status).toBe(502);
+    expect(JSON.parse(r.body).error).toMatchObject({ code: 'UPSTREAM_ERROR', requestId: 'h2-twice' });
+  });
+
+  test('a 1 MB upload of no stated length streams to the upstream (chunked) and back', async () => {
+    const big = 'x'.repeat(1024 * 1024);
+    const s = session.request({ ':path': '/upload', ':method': 'POST' });
+    let body = '';
+    s.on('data', (c: Buffer) => (body += c.toString()));
+    const done = new Promise<void>((resolve, reject) => {
+      s.on('end', resolve);
+      s.on('error', reject);
+    });
+    for (let i = 0; i < 16; i++) s.write(big.slice(i * 65536, (i + 1) * 65536));
+    s.end();
+    await done;
+    expect(JSON.parse(body)).toMatchObject({ length: big.length, te: 'chunked' });
+  });
+
+  test('an upload that stops arriving gets 408 with its request id after server.requestTimeoutMs; the connection serves on', async () => {
+    const s = session.request({ ':path': '/upload', ':method': 'POST', 'x-request-id': 'h2-slow' });
+    s.write('the start of a body that never ends');
+    let body = '';
+    const headers = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+      s.on('response', resolve);
+      s.on('error', reject);
+    });
+    s.on('data', (c: Buffer) => (body += c.toString()));
+    await new Promise((r) => s.on('close', r));
+    expect(headers[':status']).toBe(408);
+    expect(JSON.parse(body).error).toMatchObject({ code: 'REQUEST_TIMEOUT', requestId: 'h2-slow' });
+    expect((await h2(session, '/still')).status).toBe(200);
+  });
+
+  test('a header list over server.maxHeaderBytes is refused; the connection and other clients are unharmed', async () => {
+    const client = open();
+    client.on('error', () => undefined);
+    const refused = await new Promise<string>((resolve) => {
+      const s = client.request({ ':path': '/', 'x-huge': 'y'.repeat(70_000) });
+      s.on('response', (h) => resolve(String(h[':status'])));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      s.on('close', () => resolve(`closed ${s.rstCode}`));
+      s.end();
+    });
+    expect(refused).not.toBe('200');
+    const other = open();
+    try {
+      expect((await h2(other, '/after-huge')).status).toBe(200);
+    } finally {
+      other.close();
+      client.destroy();
+    }
+  });
+
+  test('a CONTINUATION flood (a header block that never ends) is cut off; other clients are served meanwhile', async () => {
+    const { connect } = await import('node:tls');
+    const socket = connect({ host: '127.0.0.1', port: gw.port, ca: cert.cert, servername: 'portal.test', ALPNProtocols: ['h2'] });
+    socket.on('error', () => undefined);
+    await new Promise<void>((r) => socket.once('secureConnect', () => r()));
+    expect(socket.alpnProtocol).toBe('h2');
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    let sent = 0;
+    let alive = true;
+    socket.once('close', () => (alive = false));
+    socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(0x4, 0, 0)]));
+    // HEADERS without END_HEADERS, then CONTINUATION frames that never set it (CVE-2024-27316 style).
+    const start = Buffer.concat([Buffer.from([0x82, 0x87, 0x84]), literal(':authority', 'portal.test')]);
+    socket.write(frame(0x1, 0x1, 1, start));
+    const fragment = frame(0x9, 0, 1, literal('x-flood', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'));
+    const deadline = Date.now() + 5000;
+    while (alive && sent < 200_000 && Date.now() < deadline) {
+      const batch = Buffer.concat(Array.from({ length: 100 }, () => fragment));
+      if (!socket.write(batch)) await new Promise((r) => setTimeout(r, 5));
+      sent += 100;
+      if (sent % 2000 === 0) await new Promise((r) => setImmediate(r));
+    }
+    // Meanwhile another client is served.
+    const other = open();
+    try {
+      expect((await h2(other, '/during-flood')).status).toBe(200);
+    } finally {
+      other.close();
+    }
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+    expect(alive).toBe(false);
+    socket.destroy();
   });
 });

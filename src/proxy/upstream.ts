@@ -331,7 +331,7 @@ function onInformation(this: ClientRequest & { [kClientReq]?: IncomingMessage },
   const state = req === undefined ? undefined : stateOf(req);
   const res = state?.res;
   // No 1xx to an HTTP/1.0 client (RFC 9110 §15.2).
-  if (state === undefined || res === undefined || res.headersSent || res.destroyed || req!.httpVersionMinor === 0) return;
+  if (state === undefined || res === undefined || res.headersSent || res.destroyed || (req!.httpVersionMajor === 1 && req!.httpVersionMinor === 0)) return;
   if (info.statusCode === 102) return void res.writeProcessing();
   if (info.statusCode !== 103) return;
   const hints: Record<string, string | string[]> = {};

@@ -1,93 +1,30 @@
-import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders, type Server } from 'node:http';
-import { createServer as createHttp2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as Http2Headers, type ServerHttp2Stream } from 'node:http2';
-import { Duplex } from 'node:stream';
+import type { Server } from 'node:http';
+import { constants, createServer as createHttp2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders as Http2Headers, type ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
+import { StreamConnection, StreamRequest, StreamResponse } from './h2messages';
 
 /**
- * HTTP/2 from clients on an HTTP/1.1 core. Each h2 stream becomes one
- * HTTP/1.1 request to the gateway's own server, over an in-memory connection
- * that carries the client's address and `encrypted`, so every step of the
- * pipeline (routing, single login, canary, shadow, fallback with body replay,
- * retries, request ids, logs, metrics, limits, draining) works the same over
- * h2 as over h1, by construction. Upstreams stay HTTP/1.1 with their pools.
+ * HTTP/2 from clients into the gateway's one pipeline. Each h2 stream is
+ * handed to the HTTP/1.1 server's `request` listeners as a request and a
+ * response object (`h2messages.ts`) carrying the client's address and
+ * `encrypted`, so every step of the pipeline (routing, single login, canary,
+ * shadow, fallback with body replay, retries, request ids, logs, metrics,
+ * limits, draining) is the same code over h2 as over h1. Upstreams stay
+ * HTTP/1.1 with their pools.
  */
 
-/** Response headers HTTP/2 forbids (RFC 9113 §8.2.2): dropped, never an error. */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
-
-/** One end of an in-memory connection: what one end writes, the other reads. */
-class End extends Duplex {
-  other: End | undefined;
-  remoteAddress: string | undefined;
-  remotePort: number | undefined;
-  remoteFamily: string | undefined;
-  /** Read by the gateway (X-Forwarded-Proto, HSTS): the client's connection is TLS. */
-  readonly encrypted = true;
-  /** Read by the access log: the request came over HTTP/2. */
-  readonly http2 = true;
-  /** Bytes of the HTTP/1.1 answer written to this end (the access log's `bytes`). */
-  bytesWritten = 0;
-
-  constructor() {
-    super({ allowHalfOpen: true });
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.bytesWritten += chunk.length;
-    this.other?.push(chunk);
-    cb();
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.other?.push(null);
-    cb();
-  }
-
-  override _read(): void {
-    // Data arrives when the other end writes.
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    const other = this.other;
-    this.other = undefined;
-    if (other !== undefined && !other.destroyed) other.destroy();
-    cb(err);
-  }
-
-  // What the HTTP server and client call on a socket: nothing to do in memory.
-  setTimeout(): this {
-    return this;
-  }
-  setNoDelay(): this {
-    return this;
-  }
-  setKeepAlive(): this {
-    return this;
-  }
-  ref(): this {
-    return this;
-  }
-  unref(): this {
-    return this;
-  }
-}
-
-function connectionPair(client: TLSSocket): [End, End] {
-  const a = new End();
-  const b = new End();
-  a.other = b;
-  b.other = a;
-  b.remoteAddress = client.remoteAddress;
-  b.remotePort = client.remotePort;
-  b.remoteFamily = client.remoteFamily;
-  return [a, b];
-}
+const { NGHTTP2_FLAG_END_STREAM } = constants;
+const kRequest = Symbol('strangler.h2request');
+const kResponse = Symbol('strangler.h2response');
+type BridgedStream = ServerHttp2Stream & { [kRequest]?: StreamRequest; [kResponse]?: StreamResponse };
 
 export interface Http2Limits {
   /** Streams a client may have open at once on one connection. */
   maxConcurrentStreams: number;
   /** Largest request header list (the same limit as HTTP/1.1's maxHeaderBytes). */
   maxHeaderListSize: number;
+  /** server.requestTimeoutMs: a request body not received by then is answered 408 (0: no limit). */
+  requestTimeoutMs: number;
 }
 
 export class Http2Bridge {
@@ -96,7 +33,7 @@ export class Http2Bridge {
 
   constructor(
     private readonly core: Server,
-    limits: Http2Limits,
+    private readonly limits: Http2Limits,
   ) {
     // Plain h2 on a socket that is already TLS (negotiated by ALPN on the gateway's own TLS listener).
     this.h2 = createHttp2Server({ settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderListSize }, maxSessionMemory: 32 });
@@ -106,7 +43,7 @@ export class Http2Bridge {
       // A misbehaving client's session errors are its own: they must not reach the process.
       session.on('error', () => undefined);
     });
-    this.h2.on('stream', (stream, headers) => this.bridge(stream, headers));
+    this.h2.on('stream', (stream: ServerHttp2Stream, headers: Http2Headers, flags: number, rawHeaders: string[]) => this.bridge(stream, headers, flags, rawHeaders));
   }
 
   /** A TLS connection that chose h2 by ALPN. */
@@ -124,8 +61,8 @@ export class Http2Bridge {
     for (const s of this.sessions) s.destroy();
   }
 
-  private bridge(stream: ServerHttp2Stream, headers: Http2Headers): void {
-    stream.on('error', () => undefined);
+  private bridge(stream: BridgedStream, headers: Http2Headers, flags: number, raw: string[]): void {
+    stream.on('error', ignore);
     const method = headers[':method'] ?? 'GET';
     const path = headers[':path'];
     if (method === 'CONNECT' || typeof path !== 'string' || path === '') {
@@ -135,33 +72,83 @@ export class Http2Bridge {
     }
     const socket = stream.session?.socket as TLSSocket | undefined;
     if (socket === undefined) return void stream.close();
-    const [clientEnd, serverEnd] = connectionPair(socket);
-    this.core.emit('connection', serverEnd);
-    const out: IncomingHttpHeaders = {};
-    for (const [name, value] of Object.entries(headers)) {
-      if (name.startsWith(':') || value === undefined) continue;
-      out[name] = value as string | string[];
+    const conn = new StreamConnection(stream, socket);
+    const req = new StreamRequest(stream, conn);
+    req.method = method;
+    req.url = path;
+    // The header list as HTTP/1.1 would have it: pseudo-headers out, :authority as Host (RFC 9113 §8.3.1;
+    // a Host header, if sent, must agree and is kept); Node derives req.headers from it by HTTP/1.1's rules.
+    const rawHeaders: string[] = [];
+    let host = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.charCodeAt(0) === 58 /* : */) continue;
+      if (name === 'host') host = true;
+      rawHeaders.push(name, raw[i + 1]!);
     }
-    // :authority is the request's host (RFC 9113 §8.3.1); a Host header, if sent, must agree and is kept.
-    if (out.host === undefined && typeof headers[':authority'] === 'string') out.host = headers[':authority'];
-    const req = request({ createConnection: () => clientEnd, method, path, headers: out as OutgoingHttpHeaders, setHost: false });
-    req.on('response', (res) => {
-      const answer: OutgoingHttpHeaders = { ':status': res.statusCode ?? 502 };
-      for (const [name, value] of Object.entries(res.headers)) if (!CONNECTION_SPECIFIC.has(name) && value !== undefined) answer[name] = value;
-      if (stream.destroyed) return void res.destroy();
-      stream.respond(answer, { endStream: method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304 });
-      if (method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) return void res.resume();
-      res.pipe(stream);
-    });
-    req.on('error', () => {
-      // The core closed the connection without an answer (it refused the request outright): the stream is reset.
-      if (!stream.destroyed) stream.close(2 /* INTERNAL_ERROR */);
-    });
-    // The client reset the stream or left: the core sees its connection close, as with an HTTP/1.1 client that left.
-    stream.once('close', () => {
-      if (!req.destroyed && !(req as unknown as { res?: { complete: boolean } }).res?.complete) req.destroy();
-      clientEnd.destroy();
-    });
-    stream.pipe(req);
+    const authority = headers[':authority'];
+    if (!host && typeof authority === 'string') rawHeaders.push('host', authority);
+    const res = new StreamResponse(req, stream, conn);
+    stream[kRequest] = req;
+    stream[kResponse] = res;
+    stream.once('close', onStreamClose);
+    stream.on('drain', onStreamDrain);
+    stream.once('finish', onStreamFinish);
+    if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+      req.setRawHeaders(rawHeaders);
+      req.complete = true;
+      req.push(null);
+    } else {
+      // A body of no stated length is framed by the stream: to the pipeline and the upstream it is chunked.
+      if (headers['content-length'] === undefined) rawHeaders.push('transfer-encoding', 'chunked');
+      req.setRawHeaders(rawHeaders);
+      stream.on('data', onStreamData);
+      stream.once('end', onStreamEnd);
+      if (this.limits.requestTimeoutMs > 0) {
+        const timer = setTimeout(() => {
+          if (!req.complete && !conn.destroyed) this.core.emit('clientError', Object.assign(new Error('request body timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), conn);
+        }, this.limits.requestTimeoutMs);
+        stream.once('close', () => clearTimeout(timer));
+        stream.once('end', () => clearTimeout(timer));
+      }
+    }
+    if (headers.expect === '100-continue') res.writeContinue();
+    this.core.emit('request', req, res);
   }
+}
+
+function onStreamData(this: BridgedStream, chunk: Buffer): void {
+  if (!this[kRequest]!.push(chunk)) this.pause();
+}
+
+function onStreamEnd(this: BridgedStream): void {
+  const req = this[kRequest]!;
+  req.complete = true;
+  req.push(null);
+}
+
+function onStreamDrain(this: BridgedStream): void {
+  this[kResponse]!.emit('drain');
+}
+
+function onStreamFinish(this: BridgedStream): void {
+  const res = this[kResponse]!;
+  res.writableFinished = true;
+  res.emit('finish');
+}
+
+/** The stream closed (answered, reset by the client, or its connection gone): what HTTP/1.1 does on a socket's close. */
+function onStreamClose(this: BridgedStream): void {
+  const req = this[kRequest]!;
+  const res = this[kResponse]!;
+  if (!req.complete && !req.destroyed) req.destroy();
+  res.destroyed = true;
+  res.emit('close');
+  const conn = res.socket;
+  conn.destroyed = true;
+  conn.emit('close');
+}
+
+function ignore(): void {
+  // A client's stream errors (a reset) are seen as the stream's close.
 }

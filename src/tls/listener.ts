@@ -30,11 +30,11 @@ export class TlsListener {
    * listen itself): HTTP/1.1 connections are handed to it as they are (its
    * timeouts, limits and WebSocket upgrades apply unchanged), h2 ones to the bridge.
    */
-  createFront(core: Server, maxHeaderBytes: number): TlsServer {
+  createFront(core: Server, maxHeaderBytes: number, requestTimeoutMs: number): TlsServer {
     // The core never listens: this starts its connection tracking and its header and request timeouts.
     core.emit('listening');
     const http2 = this.config.http2;
-    if (http2) this.bridge = new Http2Bridge(core, { maxConcurrentStreams: this.config.maxConcurrentStreams, maxHeaderListSize: maxHeaderBytes });
+    if (http2) this.bridge = new Http2Bridge(core, { maxConcurrentStreams: this.config.maxConcurrentStreams, maxHeaderListSize: maxHeaderBytes, requestTimeoutMs });
     const front = createTlsServer({
       ...this.contexts.defaultOptions,
       ALPNProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
