@@ -236,6 +236,8 @@ async function load(url: string, headers: Record<string, string>, randomCookie: 
   if (h2) {
     // h2load reports no percentiles: p50 and p99 are its mean and mean + 2 sd, marked as such in the notes.
     const hdr = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k.toLowerCase()}: ${v}`]);
+    // h2load sends one header set with every request: one portal user's browser, with its sticky cookie (wrk's rows: 10,000 users).
+    if (randomCookie) hdr.push('-H', `cookie: strangler_sticky=u${1 + Math.floor(Math.random() * 1_000_000)}`);
     const [c, a] = pinned(LOAD_CPU, H2LOAD!, ['-t1', '-c10', '-m10', '-D', String(seconds), ...hdr, url]);
     const out = await run(c, a);
     const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)![1]);

@@ -67,7 +67,8 @@ export class Authenticator {
     const h = req.headers;
     if (this.jwt !== undefined) {
       const token = bearer(h.authorization) ?? (this.cookieName ? cookie(h.cookie, this.cookieName) : undefined);
-      if (token !== undefined) return this.jwt.cached(token, req.socket) ?? this.jwt.verify(token);
+      // Over HTTP/2 the memo is the client's connection's, which all its streams share.
+      if (token !== undefined) return this.jwt.cached(token, (req.socket as { tls?: object }).tls ?? req.socket) ?? this.jwt.verify(token);
     }
     if (this.forward !== undefined) {
       if (h.cookie === undefined && h.authorization === undefined) return MISSING;

@@ -38,7 +38,8 @@ export class StreamConnection extends EventEmitter {
 
   constructor(
     readonly stream: ServerHttp2Stream,
-    private readonly tls: TLSSocket,
+    /** The client's connection, which all its streams share: what per-connection memos (the last verified token) hang on. */
+    readonly tls: TLSSocket,
   ) {
     super();
   }
