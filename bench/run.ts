@@ -3,7 +3,7 @@
  * on one machine, in one run. Loopback only; every process it starts is
  * stopped; a few minutes at most.
  *
- *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only] [--shadow-only] [--migration-only] [--replicas-only]
+ *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only] [--shadow-only] [--migration-only] [--replicas-only] [--workers-only] [--tls-only] [--tracing-only]
  *
  * --shadow-only measures the rows of the parallel run's targets alone (bare,
  * full, full + shadow 10% and 100%), for working on the shadow path;
@@ -13,7 +13,9 @@
  * server.workers (one process and two workers, both on every core, with 20
  * reloads during the two workers' measured window); --tls-only those of
  * TLS termination (Strangler, nginx and Caddy when installed, with the same
- * certificate). None of these writes bench/results/latest.json.
+ * certificate); --tracing-only those of tracing (full, and full with
+ * tracing at 10% and 100% sent to a local collector stand-in). None of
+ * these writes bench/results/latest.json.
  *
  * BENCH_NODE_FLAGS='--flag …' starts Strangler with these Node flags instead of npm start's.
  */
@@ -55,6 +57,11 @@ const TLS_SCENARIOS = new Set([
 /** h2load (Debian's nghttp2-client) for the HTTP/2 rows: 10 connections of 10 streams each. */
 const H2LOAD = ['h2load', '/usr/bin/h2load'].find((c) => spawnSync(c, ['--version']).status === 0);
 const TLS_ROWS = new Set(['bare http-proxy + keep-alive agent', ...TLS_SCENARIOS]);
+/** Only the rows of tracing's target (issue #21): full without and with tracing, exported to a collector stand-in. */
+const TRACING_ONLY = args.includes('--tracing-only');
+const TRACING_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full + tracing 10%', 'Strangler full + tracing 100%']);
+/** The tracing rows' OTLP collector stand-in (answers every export 200), on the load generator's core. */
+let COLLECTOR_PORT = 0;
 /** Only the rows of server.workers' targets. */
 const WORKERS_ONLY = args.includes('--workers-only');
 const WORKERS_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full, every core', 'Strangler full, workers: 2, every core', 'Strangler full, workers: 2, every core, 20 reloads']);
@@ -414,7 +421,7 @@ ${routes(n, '/api/hello')}
 
 /** `shadowPercent`: the measured route also copies this share of its (primary-side) requests to the shadow upstream, a second server. */
 /** `extra`: `redis` adds state.redis (the bench's redis-server), `limit` a rate limit on the measured route that never refuses. */
-const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }, counting = true, extra: { redis?: boolean; limit?: boolean; workers?: number } = {}) => `${extra.workers === undefined ? '' : `\nserver: { workers: ${extra.workers} }\nreload: { watch: false }`}
+const fullYaml = (up: number, adminPort: number, shadow?: { percent: number; port: number }, counting = true, extra: { redis?: boolean; limit?: boolean; workers?: number; tracing?: number } = {}) => `${extra.workers === undefined ? '' : `\nserver: { workers: ${extra.workers} }\nreload: { watch: false }`}${extra.tracing === undefined ? '' : `\ntracing: { otlp: { endpoint: "http://127.0.0.1:${COLLECTOR_PORT}" }, sampleRatio: ${extra.tracing} }`}
 log: { access: ${join(WORK, 'access.log')} }${counting ? '' : '\nmigration: { count: false }'}${extra.redis ? `\nstate: { redis: { url: "redis://127.0.0.1:${REDIS_PORT}" } }` : ''}
 admin: { port: ${adminPort} }
 upstreams:
@@ -465,6 +472,8 @@ function scenarios(withNginx: boolean, withH2 = true): Scenario[] {
       path: '/api/hello',
       start: async (up) => strangler(fullYaml(up, await freePort(), undefined, false), '/api/hello', { Authorization: `Bearer ${TOKEN}` }),
     },
+    { name: 'Strangler full + tracing 10%', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { tracing: 0.1 }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
+    { name: 'Strangler full + tracing 100%', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { tracing: 1 }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
     { name: 'Strangler full + rate limit (local)', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { limit: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
     { name: 'Strangler full + Redis shared state', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { redis: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
     { name: 'Strangler full + rate limit (Redis)', path: '/api/hello', start: async (up) => strangler(fullYaml(up, await freePort(), undefined, true, { redis: true, limit: true }), '/api/hello', { Authorization: `Bearer ${TOKEN}` }) },
@@ -688,6 +697,44 @@ function limiterCostNs(): number {
   return Number(process.hrtime.bigint() - t) / n;
 }
 
+/**
+ * Tracing's own CPU, in process, free of the VM's swings: per recorded
+ * request (a server span and one attempt span, ended, batched and encoded as
+ * OTLP protobuf; the POST itself is left out), and per request not recorded (the
+ * trace id and the sampling decision).
+ */
+function tracingCostUs(): { recorded: number; unrecorded: number } {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { OtelTracer } = require(join(DIST, 'src', 'observability', 'otel.js')) as typeof import('../src/observability/otel');
+  const { newRequestId, newTraceparent } = require(join(DIST, 'src', 'observability', 'requestId.js')) as typeof import('../src/observability/requestId');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const config = { otlp: { endpoint: 'http://127.0.0.1:9', headers: {}, timeoutMs: 5000 }, sampleRatio: 0.1, serviceName: 'strangler', maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMs: 1000 };
+  let bytes = 0;
+  const tracer = new OtelTracer(config, (body, done) => {
+    bytes += body.length;
+    done(true);
+  });
+  const one = () => {
+    const t = tracer.start('GET', newTraceparent(newRequestId()).slice(3, 35), undefined, performance.now());
+    const a = t.child('attempt app', 'client', { 'http.request.method': 'GET', 'strangler.upstream': 'app', 'strangler.instance': 'http://127.0.0.1:8080' });
+    a.set('http.response.status_code', 200);
+    a.end();
+    t.end('GET /api/hello', { 'http.request.method': 'GET', 'http.response.status_code': 200, 'http.route': '/api/hello', 'network.protocol.version': '1.1', 'client.address': '127.0.0.1', 'strangler.request_id': 'x', 'strangler.route': 'hit', 'strangler.upstream': 'app', 'strangler.auth': 'ok' }, false);
+  };
+  for (let i = 0; i < 20_000; i++) one();
+  const n = 50_000;
+  let t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) one();
+  const recorded = Number(process.hrtime.bigint() - t0) / n / 1000;
+  t0 = process.hrtime.bigint();
+  let kept = 0;
+  for (let i = 0; i < n; i++) if (tracer.sampled(undefined, newTraceparent(newRequestId()).slice(3, 35))) kept++;
+  const unrecorded = Number(process.hrtime.bigint() - t0) / n / 1000;
+  if (bytes === 0 || kept === 0) throw new Error('tracing cost: nothing was encoded or sampled');
+  void tracer.shutdown();
+  return { recorded, unrecorded };
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
@@ -701,6 +748,7 @@ async function main(): Promise<void> {
       (!MIGRATION_ONLY || MIGRATION_ROWS.has(s.name)) &&
       (!REPLICAS_ONLY || REPLICA_ROWS.has(s.name)) &&
       (!WORKERS_ONLY || WORKERS_ROWS.has(s.name)) &&
+      (!TRACING_ONLY || TRACING_ROWS.has(s.name)) &&
       (!TLS_ONLY || TLS_ROWS.has(s.name)) &&
       // TLS rows only when asked for (they need their own comparison peers), and Caddy only when installed.
       (TLS_ONLY || !TLS_SCENARIOS.has(s.name)) &&
@@ -711,6 +759,13 @@ async function main(): Promise<void> {
   if (HAS_REDIS) {
     REDIS_PORT = await freePort();
     start(LOAD_CPU, 'redis-server', ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  if (list.some((s) => s.name.includes('tracing'))) {
+    COLLECTOR_PORT = await freePort();
+    // Reads each export and answers 200, as a collector does (what it then does with the spans is not the gateway's cost).
+    const collector = `require('http').createServer((q, s) => { q.resume(); q.on('end', () => s.writeHead(200, { 'content-type': 'application/json' }).end('{}')); }).listen(${COLLECTOR_PORT}, '127.0.0.1')`;
+    start(LOAD_CPU, process.execPath, ['-e', collector]);
     await new Promise((r) => setTimeout(r, 300));
   }
   const samples = new Map<string, Sample[]>(list.map((s) => [s.name, []]));
@@ -742,7 +797,7 @@ async function main(): Promise<void> {
     const cpuUs = median(xs.map((x) => x.cpuUs));
     return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, errors: xs.reduce((n, x) => n + x.errors, 0), rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
   });
-  const scale = SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY || TLS_ONLY ? undefined : await scaleChecks(up.port);
+  const scale = SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY || TLS_ONLY || TRACING_ONLY ? undefined : await scaleChecks(up.port);
   await stop(up.child);
   await stop(shadowUp.child);
 
@@ -805,6 +860,15 @@ async function main(): Promise<void> {
     );
     md += `\nworkers: 2 against one process, both on every core: ${fmt(twoAll.rps / oneAll.rps, 2)} × the requests per second (${fmt(twoAll.rps - oneAll.rps)} req/s more)\n`;
   }
+  // Issue #21: tracing, exported to a local collector stand-in, against full without it.
+  const t10 = rows.find((r) => r.scenario === 'Strangler full + tracing 10%');
+  const t100 = rows.find((r) => r.scenario === 'Strangler full + tracing 100%');
+  if (t10) targets.push(['full + tracing 10% ≥ 0.9 × full req/s', fmt(t10.rps / full.rps, 2), t10.rps / full.rps >= 0.9]);
+  if (t100) {
+    const cost = tracingCostUs();
+    md += `\ntracing at 100%: ${fmt(t100.rps / full.rps, 2)} × full's req/s, ${fmt(t100.cpuUs - full.cpuUs, 1)} µs more CPU per request${t10 ? ` (at 10%: ${fmt(t10.cpuUs - full.cpuUs, 1)} µs)` : ''}\n`;
+    md += `tracing alone, in process: ${fmt(cost.recorded, 1)} µs per recorded request (2 spans, batched and encoded), ${fmt(cost.unrecorded * 1000)} ns per request not recorded\n`;
+  }
   // Issue #16: the parallel run's cost, against the same configuration without a shadow.
   const s10 = rows.find((r) => r.scenario === 'Strangler full + shadow 10%');
   const s100 = rows.find((r) => r.scenario === 'Strangler full + shadow 100%');
@@ -817,12 +881,12 @@ async function main(): Promise<void> {
       ['full + shadow 100% peak RSS ≤ full + 128 MB', `${fmt(s100.peakRssMb - full.peakRssMb)} MB more`, s100.peakRssMb <= full.peakRssMb + 128],
     );
   }
-  md += `\n| target (issues #7, #16, #17, #18, #19, #20) | this run | met |\n|---|---|---|\n`;
+  md += `\n| target (issues #7, #16, #17, #18, #19, #20, #21) | this run | met |\n|---|---|---|\n`;
   for (const [name, value, met] of targets) md += `| ${name} | ${value} | ${met ? 'yes' : 'no'} |\n`;
   if (rlLocal) md += `\nthe rate limiter alone, in process: ${limiterCostNs().toFixed(0)} ns per request (key, GCRA decision)\n`;
   if (off) md += `\nmigration counting alone, in process (${recordCostNs().map((x) => `${x.label}: ${x.ns.toFixed(0)} ns`).join(', ')} per request)\n`;
   process.stdout.write(`\n${md}`);
-  if (SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY || TLS_ONLY) return;
+  if (SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY || TLS_ONLY || TRACING_ONLY) return;
   const out = join(ROOT, 'bench', 'results', 'latest.json');
   execFileSync('mkdir', ['-p', join(ROOT, 'bench', 'results')]);
   writeFileSync(

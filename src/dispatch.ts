@@ -5,6 +5,8 @@ import { hasRequestBody } from './core/requestShape';
 import { deadlines, type Deadline } from './core/deadlines';
 import { stateOf, type RequestState } from './core/state';
 import type { Logger } from './observability/logger';
+import type { TraceSpan } from './observability/tracing';
+import { maskUrlPassword } from './config/secretKeys';
 import { responseHeaders, restorePrefix } from './proxy/headers';
 import { relay } from './proxy/relay';
 import { bufferedBody, classifyError } from './proxy/upstream';
@@ -59,6 +61,8 @@ export class Exchange implements Deadline {
   /** A chunked body is counted against the route's maxBodyBytes; it passed it. */
   private countingBody = false;
   private tooLarge = false;
+  /** With tracing, a recorded request: the current attempt's span. */
+  private span: TraceSpan | undefined = undefined;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -135,6 +139,7 @@ export class Exchange implements Deadline {
     state.timedOut = false;
     this.req.url = this.isFallback ? this.fallbackPath : this.upstreamPath;
     state.upstreamPath = this.req.url;
+    if (state.trace !== undefined) this.traceAttempt(up, inst, n);
     let body: Parameters<Upstream['transport']['send']>[3];
     if (this.body !== undefined) body = bufferedBody(this.body);
     else if (!this.hasBody) body = 'none';
@@ -321,7 +326,32 @@ export class Exchange implements Deadline {
     else reject?.(err);
   }
 
+  /** A span for the attempt; the upstream gets its id in `traceparent`. */
+  private traceAttempt(up: Upstream, inst: Instance, n: number): void {
+    this.span?.end('SUPERSEDED');
+    this.span = this.state.trace!.child(`${this.isFallback ? 'fallback' : 'attempt'} ${up.name}`, 'client', {
+      'http.request.method': this.state.method,
+      'strangler.upstream': up.name,
+      'strangler.instance': maskUrlPassword(inst.url),
+      // Attempts after the first are resends (a retry, or the fallback).
+      'http.request.resend_count': n > 1 ? n - 1 : undefined,
+      'strangler.fallback': this.isFallback ? true : undefined,
+    });
+    this.req.headers.traceparent = this.span.traceparent;
+  }
+
+  private endSpan(error: string | undefined): void {
+    const span = this.span;
+    if (span === undefined) return;
+    this.span = undefined;
+    const res = this.state.proxyRes;
+    if (res !== undefined) span.set('http.response.status_code', res.statusCode);
+    span.end(error);
+  }
+
   private afterAttempt(n: number, up: Upstream, inst: Instance, err: AttemptError | undefined): void {
+    // A failed attempt's span ends here; a successful one when its response has been relayed (closed()).
+    if (err !== undefined && n === this.attempt) this.endSpan(err.kind);
     if (err === undefined) {
       up.instances.success(inst);
       return;
@@ -418,6 +448,7 @@ export class Exchange implements Deadline {
     }
     this.state.settled = true;
     this.release();
+    if (this.span !== undefined) this.endSpan(aborted ? 'CLIENT_ABORT' : undefined);
   }
 }
 

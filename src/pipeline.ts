@@ -12,7 +12,8 @@ import type { AccessLog } from './observability/accessLog';
 import type { Logger } from './observability/logger';
 import type { GatewayMetrics } from './observability/metrics';
 import type { MigrationInsight } from './migration/insight';
-import { isValidTraceparent, newTraceparent, requestIdFrom } from './observability/requestId';
+import { isValidTraceparent, newSpanId, newTraceparent, requestIdFrom } from './observability/requestId';
+import { authenticating, type Tracer } from './observability/tracing';
 import { prepareUpstreamHeaders } from './proxy/headers';
 import { classifyError } from './proxy/upstream';
 import { canaryPathFor, fallbackPathFor, forwardedPath, hostForMatching, routedTarget, upstreamPathFor, type CompiledRoute } from './routing/compile';
@@ -35,6 +36,8 @@ export interface PipelineHost {
   readonly dispatchEvents: DispatchEvents;
   /** The migration's counts (legacy vs new, the legacy inventory); undefined when not counting. */
   readonly migration: MigrationInsight | undefined;
+  /** OpenTelemetry tracing (the table's `tracing`); undefined without it. */
+  readonly tracer: Tracer | undefined;
   requestStarted(): void;
   requestFinished(): void;
   /** An upgrade request's socket: Node's server no longer tracks it, so the gateway closes it at shutdown. */
@@ -128,6 +131,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
     if (migration !== undefined && state.exchange !== undefined && state.upstream !== undefined) {
       migration.record(state.route!, state.upstream, state.method, state.matchPath === '' ? state.path : state.matchPath, res.statusCode, ms, state.userId);
     }
+    if (state.trace !== undefined) endTrace(state, res, socket, aborted);
     const access = host.accessLog;
     if (access === null) return;
     access.request(state, { status: res.statusCode, durationMs: ms, bytes: socket.bytesWritten - state.socketBytesAtStart, aborted, client: socket.remoteAddress, http2: (socket as { http2?: boolean }).http2 });
@@ -157,6 +161,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const r = matcher.match(state.method, matcher.usesHost ? hostForMatching(req.headers.host) : '', matchPath, req.headers, query, state);
     if (r === undefined) return 'ROUTE_NOT_FOUND';
     state.route = r.name;
+    state.routePath = r.config.path;
     if (r.action === 'proxy') state.upstream = r.upstream;
     return r;
   }
@@ -323,7 +328,10 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const r = route(req, state, table, query);
     if (typeof r === 'string') return reject(res, state, r);
     if (r.authPolicy === 'none' || table.auth === undefined) return proxy(req, res, state, r, table, query, undefined);
+    // A JWKS fetch this starts is traced under the request.
+    if (state.trace !== undefined) authenticating.trace = state.trace;
     const result = table.auth.authenticate(req, state.id, state.path + query);
+    authenticating.trace = undefined;
     if (result instanceof Promise) {
       result.then(
         (v) => afterAuth(req, res, state, r, table, query, v),
@@ -340,6 +348,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const [rawPath, query] = splitTarget(req.url ?? '/');
     const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, res, host.accessLog === null ? 0 : req.socket.bytesWritten);
     attachState(req, state);
+    // Health checks (probes every few seconds) are not traced.
+    if (host.tracer !== undefined && rawPath !== host.table.healthPath) startTrace(req, state, host.tracer);
     res.on('close', onResponseClose);
     const socket = req.socket as SocketWithRequests;
     const open = socket[kOpen];
@@ -472,8 +482,50 @@ function copyToShadow(req: IncomingMessage, state: RequestState, r: CompiledRout
   if (shadow === undefined) return;
   // A rewritten route's copy gets the rewritten path and query too (its own stripPrefix is refused with a rewrite).
   const [path, q] = r.rewrite !== null || r.queryEdits !== null ? splitTarget(routedTarget(r, forwardPath(r, state), query, state.params)) : [forwardPath(r, state), query];
-  state.shadow = shadow.copy(state.id, state.method, path, q, req.headers, hasRequestBody(req.headers) ? req : undefined, primaryPath);
+  state.shadow = shadow.copy(state.id, state.method, path, q, req.headers, hasRequestBody(req.headers) ? req : undefined, primaryPath, state.trace);
   if (state.shadow === undefined) state.shadowSkipped = true;
+}
+
+/**
+ * Tracing (when configured): the request's trace id is the incoming
+ * traceparent's, else the one derived from its request id; whether it is
+ * recorded is decided here, once. A recorded request gets a server span, and
+ * each upstream attempt a span whose id the upstream gets in `traceparent`;
+ * one not recorded passes the decision on (flag 00) and costs no span.
+ */
+function startTrace(req: IncomingMessage, state: RequestState, tracer: Tracer): void {
+  const tp = req.headers.traceparent;
+  const incoming = isValidTraceparent(tp);
+  const traceId = incoming ? tp.slice(3, 35) : newTraceparent(state.id).slice(3, 35);
+  state.traceId = traceId;
+  if (tracer.sampled(incoming ? tp.slice(53, 55) : undefined, traceId)) {
+    state.trace = tracer.start(state.method, traceId, incoming ? tp.slice(36, 52) : undefined, state.startedAt);
+    if (!incoming) req.headers.traceparent = `00-${traceId}-${newSpanId()}-01`;
+  } else if (!incoming) req.headers.traceparent = `00-${traceId}-${newSpanId()}-00`;
+}
+
+/** The server span's name and attributes (never the raw path, the query or a credential). */
+function endTrace(state: RequestState, res: ServerResponse, socket: { remoteAddress?: string; http2?: boolean }, aborted: boolean): void {
+  const status = res.statusCode;
+  state.trace!.end(
+    state.routePath === undefined ? state.method : `${state.method} ${state.routePath}`,
+    {
+      'http.request.method': state.method,
+      'http.response.status_code': aborted && !res.headersSent ? undefined : status,
+      'http.route': state.routePath,
+      'network.protocol.version': socket.http2 === true ? '2' : '1.1',
+      'client.address': socket.remoteAddress,
+      'strangler.request_id': state.id,
+      'strangler.route': state.route,
+      'strangler.upstream': state.upstream,
+      'strangler.canary.side': state.canarySide,
+      'strangler.fallback': state.fellBack ? true : undefined,
+      'strangler.auth': state.authFailure ?? (state.userId !== undefined ? 'ok' : undefined),
+      'strangler.error.code': state.errorCode,
+      'strangler.aborted': aborted ? true : undefined,
+    },
+    aborted || status >= 500,
+  );
 }
 
 function closeConnection(this: ServerResponse): void {

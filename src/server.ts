@@ -1,3 +1,5 @@
+import { createTracer, type Tracer } from './observability/tracing';
+import type { TracingConfig } from './config/schema';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
@@ -103,6 +105,8 @@ export class Gateway implements PipelineHost, AdminControl {
   /** What listens on the port: the server itself, or the TLS front. */
   private readonly listener: NetServer;
   private inFlight = 0;
+  /** OpenTelemetry tracing (the table's `tracing`); undefined without it. */
+  tracer: Tracer | undefined = undefined;
   private readonly upgraded = new Set<Duplex>();
   private drainWaiters: Array<() => void> = [];
   private stopping: Promise<void> | undefined;
@@ -132,6 +136,7 @@ export class Gateway implements PipelineHost, AdminControl {
         ...(this.tls?.certificates ?? []),
         ...[...this.table.upstreams.values()].flatMap((u) => (u.clientCertificate === undefined ? [] : [{ name: `upstreams.${u.name}.tls`, notAfter: u.clientCertificate.notAfter }])),
       ],
+      () => this.tracer?.counts(),
     );
     const metrics = this.metrics;
     this.dispatchEvents = {
@@ -380,11 +385,24 @@ export class Gateway implements PipelineHost, AdminControl {
     return m === undefined ? undefined : { contentType: m.registry.contentType, text: await m.text() };
   }
 
+  /**
+   * `tracing` of the table served: a tracer is made when it appears or
+   * changes (the OpenTelemetry SDK is loaded then), the old one exports what
+   * it holds and stops; requests in flight keep the trace they started with.
+   */
+  private traceWith(config: TracingConfig | undefined): void {
+    const old = this.tracer;
+    if (config !== undefined && old !== undefined && JSON.stringify(old.config) === JSON.stringify(config)) return;
+    this.tracer = config === undefined ? undefined : createTracer(config);
+    if (old !== undefined) void old.shutdown().catch(() => undefined);
+  }
+
   /** A table was swapped in: the migration counts follow its settings; upstream TLS files are watched. */
   private tableServed(loaded: LoadedTable): void {
     this.current = loaded;
     this.watchUpstreamTls(loaded);
     this.hsts = this.tls === undefined ? undefined : (require('./tls/listener') as typeof import('./tls/listener')).hstsValue(loaded.config.server);
+    this.traceWith(loaded.config.tracing);
     const m = loaded.config.migration;
     if (loaded.config.admin === undefined || !m.count) {
       this.migration = undefined;
@@ -649,6 +667,12 @@ export class Gateway implements PipelineHost, AdminControl {
     this.table.auth?.stop();
     this.shared?.close();
     this.loader?.close();
+    if (this.tracer !== undefined) {
+      // What is queued goes to the collector (bounded: a collector that is down must not hold the stop).
+      let traceTimer: NodeJS.Timeout | undefined;
+      await Promise.race([this.tracer.shutdown().catch(() => undefined), new Promise<void>((resolve) => (traceTimer = setTimeout(resolve, 5000)))]);
+      clearTimeout(traceTimer);
+    }
     this.log.info('stopped');
     // Batches already handed to the files finish first, so the last lines land after them, in order
     // (bounded: a stdout pipe nobody reads must not hold the stop).

@@ -149,6 +149,22 @@ ${extra}`;
     }
   });
 
+  test('the trace collector\'s headers (tracing.otlp.headers) are secrets whatever their name: masked in GET /table and /routes, kept by PUT', async () => {
+    const gw = await startGateway(table().replace('upstreams:\n', 'tracing: { otlp: { endpoint: "http://127.0.0.1:9", headers: { x-honeycomb-team: "hc-key-9f8e7d" } } }\nupstreams:\n'));
+    try {
+      const t = json(await send(gw.gw.adminPort!, '/table', { headers: auth }));
+      expect(t.text).not.toContain('hc-key-9f8e7d');
+      expect(t.text).toContain('x-honeycomb-team: "***"');
+      const routes = (await send(gw.gw.adminPort!, '/routes', { headers: auth })).body;
+      expect(routes).not.toContain('hc-key-9f8e7d');
+      const put = await send(gw.gw.adminPort!, '/table', { method: 'PUT', headers: { ...auth, 'content-type': 'application/yaml', 'if-match': t.version }, body: `${t.text}  - { name: more, path: /more, upstream: orders }\n` });
+      expect(put.status).toBe(200);
+      expect(readFileSync(gw.configPath, 'utf8')).toContain('x-honeycomb-team: "hc-key-9f8e7d"');
+    } finally {
+      await gw.stop();
+    }
+  });
+
   test('GET /table masks literal secrets; PUT keeps them, saves atomically with history, keeps the mode, reloads, and logs who', async () => {
     const gw = await startGateway(table());
     try {

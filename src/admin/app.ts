@@ -70,6 +70,11 @@ export interface AdminControl {
 export function redactConfig(config: RouteTableConfig): unknown {
   return JSON.parse(JSON.stringify(config), (key, value: unknown) => {
     if (SECRET_KEY.test(key) && value !== undefined && value !== null) return '***';
+    // tracing.otlp.headers: every value is a secret (an API key under any header name).
+    if (key === 'otlp' && typeof value === 'object' && value !== null && 'headers' in value) {
+      const headers = (value as { headers: Record<string, string> }).headers;
+      return { ...value, headers: Object.fromEntries(Object.keys(headers).map((k) => [k, '***'])) };
+    }
     return typeof value === 'string' && CREDENTIAL_URL.test(value) ? maskUrlPassword(value) : value;
   });
 }

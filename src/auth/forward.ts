@@ -4,6 +4,7 @@ import type { ForwardAuthConfig } from '../config/schema';
 import { parseRoles, type AuthResult } from './identity';
 import { hash } from './credentialHash';
 import { Lru } from './lru';
+import { stateOf } from '../core/state';
 
 /** The breaker protecting the auth endpoint (made by the caller: auth does not import resilience). */
 export interface AuthBreaker {
@@ -51,12 +52,25 @@ export class ForwardAuth {
 
   async check(credential: string, req: IncomingMessage, requestId: string, originalUri: string): Promise<AuthResult> {
     if (!this.breaker.allows()) return { ok: false, reason: 'unavailable', detail: 'auth endpoint circuit open' };
+    // A recorded request's call has a span of its own; the endpoint gets its id (never the credential as an attribute).
+    const span = stateOf(req)?.trace?.child('forward auth', 'client', { 'http.request.method': 'GET', 'server.address': this.url.hostname, 'server.port': Number(this.url.port) || (this.url.protocol === 'https:' ? 443 : 80) });
+    const result = await this.ask(credential, req, requestId, originalUri, span?.traceparent);
+    if (span !== undefined) {
+      span.set('strangler.auth', result.ok ? 'ok' : result.reason);
+      if (!result.ok && result.deny !== undefined) span.set('http.response.status_code', result.deny.status);
+      span.end(!result.ok && result.reason === 'unavailable' ? 'AUTH_UNAVAILABLE' : undefined);
+    }
+    return result;
+  }
+
+  private async ask(credential: string, req: IncomingMessage, requestId: string, originalUri: string, traceparent: string | undefined): Promise<AuthResult> {
     let answer: { status: number; headers: IncomingMessage['headers']; raw: string[]; body: Buffer } | undefined;
     await this.breaker.run((resolve, reject) => {
       const headers: Record<string, string> = { 'x-request-id': requestId, 'x-forwarded-method': req.method ?? 'GET', 'x-forwarded-uri': originalUri };
       if (req.headers.cookie) headers.cookie = req.headers.cookie;
       if (req.headers.authorization) headers.authorization = req.headers.authorization;
       if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
+      if (traceparent !== undefined) headers.traceparent = traceparent;
       const send = this.url.protocol === 'https:' ? httpsRequest : request;
       const out = send(this.url, { method: 'GET', headers, agent: this.agent, timeout: this.cfg.timeoutMs }, (res) => {
         const chunks: Buffer[] = [];

@@ -1,4 +1,5 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { authenticating } from '../observability/tracing';
 
 /**
  * A JWKS kept in memory. Fetched at start and refreshed in the background; a
@@ -53,15 +54,22 @@ export class KeySet {
 
   private async fetchOnce(): Promise<void> {
     this.lastFetch = Date.now();
+    // A fetch a recorded request started (a token with a key not seen yet) is traced under it; a periodic refresh is not.
+    const span = authenticating.trace?.child('jwks fetch', 'client', { 'http.request.method': 'GET', 'server.address': new URL(this.url).hostname });
     try {
-      const res = await fetch(this.url, { signal: AbortSignal.timeout(this.timeoutMs), headers: { accept: 'application/json' } });
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (span !== undefined) headers.traceparent = span.traceparent;
+      const res = await fetch(this.url, { signal: AbortSignal.timeout(this.timeoutMs), headers });
+      span?.set('http.response.status_code', res.status);
       if (!res.ok) throw new Error(`key server answered ${res.status}`);
       const jwks = (await res.json()) as JSONWebKeySet;
       if (!Array.isArray(jwks.keys)) throw new Error('key server answered without "keys"');
       this.getKey = createLocalJWKSet(jwks);
       this.kids = new Set(jwks.keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string'));
       this.lastError = undefined;
+      span?.end();
     } catch (err) {
+      span?.end('JWKS_UNAVAILABLE');
       // Keep the keys we have.
       this.lastError = (err as Error).message;
       this.onError(this.lastError, this.getKey !== undefined);

@@ -495,6 +495,28 @@ export const MigrationSchema = z.strictObject({
   inventorySize: int(10, 100_000).default(1000),
 });
 
+export const TracingSchema = z.strictObject({
+  /** OpenTelemetry traces over OTLP/HTTP (protobuf), batched and sent in the background. */
+  otlp: z.strictObject({
+    /** The collector's base URL (`http://otel-collector:4318`); `/v1/traces` is added unless the URL already ends with it. */
+    endpoint: z.string().url().refine((u) => /^https?:/i.test(u), 'must be an http:// or https:// URL'),
+    /** Sent with every export (an API key); values are secrets, shown as *** by the admin API and the console. */
+    headers: z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a header name'), z.string()).default({}),
+    /** An export that takes longer is given up (its spans counted as dropped). */
+    timeoutMs: int(100, 60_000).default(5_000),
+  }),
+  /** Share of new traces recorded (0..1). Parent-based: a request whose traceparent is sampled is always recorded, one not sampled never. */
+  sampleRatio: z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' && !Number.isNaN(Number(v)) ? Number(v) : v), z.number().min(0).max(1)).default(1),
+  /** The `service.name` of the gateway's spans. */
+  serviceName: z.string().min(1).default('strangler'),
+  /** Spans waiting to be exported; past it new ones are dropped (and counted), so a slow collector costs bounded memory. */
+  maxQueueSize: int(1, 1_000_000).default(2048),
+  /** Spans per export. */
+  maxExportBatchSize: int(1, 100_000).default(512),
+  /** How long a span may wait for its batch. */
+  scheduledDelayMs: int(10, 60_000).default(1000),
+});
+
 export const RouteTableSchema = z.strictObject({
   auth: AuthSchema.optional(),
   server: ServerSchema.default(() => ServerSchema.parse({})),
@@ -511,6 +533,8 @@ export const RouteTableSchema = z.strictObject({
   source: z.enum(['file', 'redis']).default('file'),
   /** The rate limit of every proxied route that sets none of its own. */
   rateLimit: RateLimitSchema.optional(),
+  /** OpenTelemetry tracing; off (and its libraries not loaded) without it. */
+  tracing: TracingSchema.optional(),
 });
 
 export type ServerConfig = z.infer<typeof ServerSchema>;
@@ -534,3 +558,4 @@ export type BreakerConfig = z.infer<typeof BreakerSchema>;
 export type OutlierConfig = z.infer<typeof OutlierSchema>;
 export type RouteTableConfig = z.infer<typeof RouteTableSchema>;
 export type TlsServerConfig = z.infer<typeof TlsServerSchema>;
+export type TracingConfig = z.infer<typeof TracingSchema>;

@@ -1,6 +1,6 @@
 import { isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Scalar } from 'yaml';
 import type { ConfigProblem } from './problem';
-import { CREDENTIAL_URL, SECRET_KEY } from './secretKeys';
+import { CREDENTIAL_URL, isSecretPath, SECRET_KEY } from './secretKeys';
 
 /**
  * Secrets in a route table's YAML text, for the console: shown as `"***"`,
@@ -31,9 +31,6 @@ function secretScalars(text: string): { doc: Document; secrets: SecretScalar[] }
       if (node.range === undefined || node.range === null) return;
       const parent = ancestors[ancestors.length - 1];
       if (isPair(parent) && parent.key === node) return;
-      const named = isPair(parent) && parent.value === node && isScalar(parent.key) && SECRET_KEY.test(String(parent.key.value));
-      // (A `***` anywhere is a masked one, to put back.)
-      if (!named && node.value !== MASK && !(typeof node.value === 'string' && CREDENTIAL_URL.test(node.value))) return;
       const path: string[] = [];
       let child: unknown = node;
       // Ancestors run from the document down: each map pair adds its key, each sequence the item's index.
@@ -43,6 +40,9 @@ function secretScalars(text: string): { doc: Document; secrets: SecretScalar[] }
         else if (isSeq(a)) path.unshift(String(a.items.indexOf(child as never)));
         child = a;
       }
+      const named = (isPair(parent) && parent.value === node && isScalar(parent.key) && SECRET_KEY.test(String(parent.key.value))) || isSecretPath(path);
+      // (A `***` anywhere is a masked one, to put back.)
+      if (!named && node.value !== MASK && !(typeof node.value === 'string' && CREDENTIAL_URL.test(node.value))) return;
       const [start, end] = node.range;
       const at = lines.linePos(start);
       secrets.push({ path: path.join('.'), start, end, value: node.value, line: at.line, col: at.col });

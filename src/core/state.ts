@@ -1,5 +1,6 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorCode } from './errors';
+import type { RequestTrace } from '../observability/tracing';
 
 /**
  * What the gateway knows about one request, created once when it arrives and
@@ -42,6 +43,11 @@ export class RequestState {
   shadowSkipped = false;
   /** What the route's path template and conditions captured (null: nothing). */
   params: Map<string, string> | null = null;
+  /** The route's path as written in the table (`/api/orders/{id}`): a trace's http.route, never the raw path. */
+  routePath: string | undefined = undefined;
+  /** With tracing: the request's trace id (in the access log line), and its trace when it is recorded. */
+  traceId: string | undefined = undefined;
+  trace: RequestTrace | undefined = undefined;
   /** Extra headers for the proxied response (a canary's Set-Cookie). */
   extraResponseHeaders: string[] | undefined = undefined;
   constructor(

@@ -64,7 +64,7 @@ export class AccessLog {
         `${safe('route', s.route)}${safe('upstream', s.upstream)},"status":${f.status},"durationMs":${millis(f.durationMs)}` +
         `,"bytes":${f.bytes},"aborted":${f.aborted}${safe('error', s.errorCode)}${opt('user', s.userId)}${safe('auth', s.authFailure)}` +
         `${safe('canary', s.canarySide)}${safe('canaryReason', s.canaryReason)}${s.fellBack ? ',"fallback":true' : ''}` +
-        `${s.shadow !== undefined ? safe('shadow', s.shadow.outcome()) : s.shadowSkipped ? ',"shadow":"skipped"' : ''}${f.http2 === true ? ',"protocol":"h2"' : ''}${safe('client', f.client)},"msg":"request"}\n`,
+        `${s.shadow !== undefined ? safe('shadow', s.shadow.outcome()) : s.shadowSkipped ? ',"shadow":"skipped"' : ''}${f.http2 === true ? ',"protocol":"h2"' : ''}${safe('client', f.client)}${safe('trace', s.traceId)},"msg":"request"}\n`,
     );
   }
 }

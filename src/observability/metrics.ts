@@ -67,6 +67,7 @@ export class GatewayMetrics {
     migration: () => MigrationCounts | undefined = () => undefined,
     redisUp: () => boolean | undefined = () => undefined,
     tlsCertificates: () => ReadonlyArray<{ name: string; notAfter: Date }> = () => [],
+    tracingCounts: () => { exported: number; queueFull: number; exportFailed: number } | undefined = () => undefined,
   ) {
     const registers = [this.registry];
     this.requests = new FastCounter('strangler_requests_total', 'Requests answered, by route, upstream and status class', this.registry);
@@ -195,6 +196,30 @@ export class GatewayMetrics {
         this.reset();
         const now = Date.now();
         for (const c of tlsCertificates()) this.set({ name: c.name }, Math.round((c.notAfter.getTime() - now) / 1000));
+      },
+    });
+    // Read from the tracer when scraped (its counts since this process started it; a reload that changes tracing starts new ones).
+    new Counter({
+      name: 'strangler_tracing_spans_exported_total',
+      help: 'Spans the collector accepted (tracing)',
+      registers,
+      collect() {
+        const c = tracingCounts();
+        this.reset();
+        if (c !== undefined) this.inc(c.exported);
+      },
+    });
+    new Counter({
+      name: 'strangler_tracing_spans_dropped_total',
+      help: 'Spans dropped: the export queue was full (a slow or absent collector), or an export failed or timed out',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const c = tracingCounts();
+        this.reset();
+        if (c === undefined) return;
+        this.inc({ reason: 'queue_full' }, c.queueFull);
+        this.inc({ reason: 'export_failed' }, c.exportFailed);
       },
     });
     this.workerRestarts = new Counter({ name: 'strangler_worker_restarts_total', help: 'Workers (server.workers) that exited and were restarted', registers });

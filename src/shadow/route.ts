@@ -3,6 +3,7 @@ import { PassThrough } from 'node:stream';
 import type { Dispatcher, Pool } from 'undici';
 import type { ShadowConfig } from '../config/schema';
 import { childTraceparent } from '../observability/requestId';
+import type { RequestTrace, TraceSpan } from '../observability/tracing';
 import { basePathOf, rewritePath, stripOf } from '../routing/compile';
 import { compareAnswers, headerSelection, type CompareOptions, type Difference } from './compare';
 import type { Counts } from '../state/peers';
@@ -117,7 +118,7 @@ export class ShadowRoute {
    * same moment; returns the tap the primary's answer is reported to, or
    * undefined when the request is not copied (counted as skipped).
    */
-  copy(requestId: string, method: string, path: string, query: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined, primaryPath = ''): ShadowTap | undefined {
+  copy(requestId: string, method: string, path: string, query: string, headers: IncomingHttpHeaders, body: IncomingMessage | undefined, primaryPath = '', trace?: RequestTrace): ShadowTap | undefined {
     const c = this.counts;
     let reason: SkipReason | undefined;
     if (!this.methods.has(method)) reason = 'method';
@@ -135,7 +136,11 @@ export class ShadowRoute {
     // Noise: a safe request sometimes also goes to the primary a second time (never one with a body).
     const twice = noise !== undefined && this.primaryTarget !== undefined && body === undefined && (method === 'GET' || method === 'HEAD') && Math.random() * 100 < noise.sample;
     const shadowPath = rewritePath(path, query, this.stripLength, this.basePath);
-    return new ShadowCopy(this, requestId, method, shadowPath, this.headersFor(headers), body, redactQuery(path, query), twice ? { path: primaryPath, headers: this.headersFor(headers, true) } : undefined);
+    // A recorded request's copy is a span of a trace of its own, linked to the request's: the new service's spans land there.
+    const span = trace?.linked(`shadow ${this.config.upstream}`, { 'strangler.shadow': true, 'strangler.route': this.route, 'http.request.method': method, 'strangler.upstream': this.config.upstream });
+    const copy = new ShadowCopy(this, requestId, method, shadowPath, this.headersFor(headers, false, span), body, redactQuery(path, query), twice ? { path: primaryPath, headers: this.headersFor(headers, true) } : undefined);
+    copy.span = span;
+    return copy;
   }
 
   /**
@@ -143,7 +148,7 @@ export class ShadowRoute {
    * flat list, without credentials unless asked, marked as a shadow (`1`, or
    * `noise` for the primary's second answer), in a child span of the trace.
    */
-  private headersFor(h: IncomingHttpHeaders, toPrimary = false): string[] {
+  private headersFor(h: IncomingHttpHeaders, toPrimary = false, span?: TraceSpan): string[] {
     const out: string[] = [];
     const credentials = this.config.forwardCredentials;
     for (const name in h) {
@@ -157,7 +162,8 @@ export class ShadowRoute {
     out.push('x-strangler-shadow', toPrimary ? 'noise' : '1');
     // The gateway set a valid traceparent on the primary request.
     const tp = h.traceparent;
-    if (typeof tp === 'string' && tp.length === 55) out.push('traceparent', childTraceparent(tp));
+    if (span !== undefined) out.push('traceparent', span.traceparent);
+    else if (typeof tp === 'string' && tp.length === 55) out.push('traceparent', childTraceparent(tp));
     return out;
   }
 
@@ -419,6 +425,8 @@ class ShadowCopy implements ShadowTap {
   private readonly started = performance.now();
   private finished = false;
   private result: ShadowOutcome | undefined;
+  /** With tracing, a recorded request's: the copy's span. */
+  span: TraceSpan | undefined = undefined;
   /** The access line was written while the copy was under way: its result gets a line of its own. */
   private reportLate = false;
   private readonly timer: NodeJS.Timeout;
@@ -529,6 +537,11 @@ class ShadowCopy implements ShadowTap {
     this.owner.inFlight--;
     const { outcome, fields } = record();
     this.result = outcome;
+    if (this.span !== undefined) {
+      this.span.set('strangler.shadow.outcome', outcome);
+      this.span.set('http.response.status_code', this.shadow?.status);
+      this.span.end(outcome === 'shadow-error' ? 'SHADOW_ERROR' : undefined);
+    }
     if (this.reportLate) this.owner.late(this.requestId, outcome, fields);
   }
 }

@@ -1,0 +1,269 @@
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { performance } from 'node:perf_hooks';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Link, type Span } from '@opentelemetry/api';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { AlwaysOnSampler, BasicTracerProvider, RandomIdGenerator, SamplingDecision, TraceIdRatioBasedSampler, type IdGenerator, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { Tracer as OtelApiTracer } from '@opentelemetry/api';
+import type { TracingConfig } from '../config/schema';
+import type { Attributes, AttributeValue, RequestTrace, TraceSpan, Tracer } from './tracing';
+
+/**
+ * The OpenTelemetry SDK behind `Tracer` (loaded only when `tracing` is
+ * configured). Sampling is decided once per request, before any span exists,
+ * so a request that is not recorded costs no span object; recorded ones get
+ * a server span, with the attempts, the forward-auth call, JWKS fetches and
+ * the shadow copy under or beside it. Spans go to the collector in batches
+ * from a bounded queue (`BatchProcessor`): a slow or absent collector
+ * costs memory up to the queue's size, and dropped spans are counted.
+ */
+
+/** The root span's trace id is the request's own (derived from its request id), set just before the span starts. */
+class RequestIds implements IdGenerator {
+  next: string | undefined = undefined;
+  private readonly random = new RandomIdGenerator();
+  generateTraceId(): string {
+    const id = this.next;
+    this.next = undefined;
+    return id ?? this.random.generateTraceId();
+  }
+  generateSpanId(): string {
+    return this.random.generateSpanId();
+  }
+}
+
+export class OtelTracer implements Tracer {
+  private readonly provider: BasicTracerProvider;
+  private readonly tracer: OtelApiTracer;
+  private readonly ids = new RequestIds();
+  private readonly ratio: TraceIdRatioBasedSampler;
+  private readonly processor: BatchProcessor;
+
+  private readonly closeTransport: () => void;
+
+  /** `transport`: another way out than OTLP/HTTP (the benchmark's in-process measure). */
+  constructor(
+    readonly config: TracingConfig,
+    transport?: OtlpTransport,
+  ) {
+    const endpoint = config.otlp.endpoint.replace(/\/+$/, '');
+    const http = transport === undefined ? otlpHttp(endpoint.endsWith('/v1/traces') ? endpoint : `${endpoint}/v1/traces`, config.otlp.headers, config.otlp.timeoutMs) : undefined;
+    this.closeTransport = http?.close ?? (() => undefined);
+    this.processor = new BatchProcessor(transport ?? http!.send, config.maxQueueSize, config.maxExportBatchSize, config.scheduledDelayMs, config.otlp.timeoutMs);
+    this.provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': config.serviceName }),
+      // Spans are only started for recorded requests: the decision was made before (see sampled()).
+      sampler: new AlwaysOnSampler(),
+      idGenerator: this.ids,
+      spanProcessors: [this.processor],
+    });
+    this.tracer = this.provider.getTracer('strangler');
+    this.ratio = new TraceIdRatioBasedSampler(config.sampleRatio);
+  }
+
+  sampled(parentFlags: string | undefined, traceId: string): boolean {
+    if (parentFlags !== undefined) return (parseInt(parentFlags, 16) & TraceFlags.SAMPLED) !== 0;
+    return this.ratio.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+  }
+
+  start(method: string, traceId: string, parentSpanId: string | undefined, startedAt: number): RequestTrace {
+    const startTime = performance.timeOrigin + startedAt;
+    let span: Span;
+    if (parentSpanId !== undefined) {
+      const parent = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true });
+      span = this.tracer.startSpan(method, { kind: SpanKind.SERVER, startTime }, parent);
+    } else {
+      this.ids.next = traceId;
+      span = this.tracer.startSpan(method, { kind: SpanKind.SERVER, startTime, root: true });
+    }
+    return new OtelRequestTrace(this.tracer, span, traceId);
+  }
+
+  counts(): { exported: number; queueFull: number; exportFailed: number } {
+    return this.processor.counts;
+  }
+
+  async shutdown(): Promise<void> {
+    await this.provider.shutdown();
+    this.closeTransport();
+  }
+}
+
+class OtelRequestTrace implements RequestTrace {
+  constructor(
+    private readonly tracer: OtelApiTracer,
+    private readonly span: Span,
+    readonly traceId: string,
+  ) {}
+
+  child(name: string, kind: 'client' | 'internal', attributes: Attributes): TraceSpan {
+    const span = this.tracer.startSpan(name, { kind: kind === 'client' ? SpanKind.CLIENT : SpanKind.INTERNAL, attributes: defined(attributes) }, trace.setSpan(ROOT_CONTEXT, this.span));
+    return new OtelSpan(span);
+  }
+
+  linked(name: string, attributes: Attributes): TraceSpan {
+    const links: Link[] = [{ context: this.span.spanContext() }];
+    return new OtelSpan(this.tracer.startSpan(name, { kind: SpanKind.CLIENT, root: true, links, attributes: defined(attributes) }));
+  }
+
+  end(name: string, attributes: Attributes, error: boolean): void {
+    this.span.updateName(name);
+    this.span.setAttributes(defined(attributes));
+    if (error) this.span.setStatus({ code: SpanStatusCode.ERROR });
+    this.span.end();
+  }
+}
+
+class OtelSpan implements TraceSpan {
+  readonly traceparent: string;
+  constructor(private readonly span: Span) {
+    const c = span.spanContext();
+    this.traceparent = `00-${c.traceId}-${c.spanId}-01`;
+  }
+  set(key: string, value: AttributeValue | undefined): void {
+    if (value !== undefined) this.span.setAttribute(key, value);
+  }
+  end(error?: string): void {
+    if (error !== undefined) {
+      this.span.setAttribute('strangler.error.code', error);
+      this.span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+    }
+    this.span.end();
+  }
+}
+
+function defined(a: Attributes): Record<string, AttributeValue> {
+  const out: Record<string, AttributeValue> = {};
+  for (const k in a) if (a[k] !== undefined) out[k] = a[k]!;
+  return out;
+}
+
+/** Sends one OTLP request body (encoded spans); `done(false)` when it was not accepted. */
+export type OtlpTransport = (body: Buffer, done: (ok: boolean) => void) => void;
+
+/**
+ * OTLP/HTTP with protobuf bodies (OTLP's default, `http/protobuf`), over the
+ * gateway's own transport: one keep-alive pool, one deadline per export, no
+ * retry (a batch that fails is counted as dropped; the next one is on its
+ * way). The SDK's exporter loads `http` with a dynamic import, which Jest's
+ * CommonJS runtime cannot follow, and retries on its own schedule.
+ */
+export function otlpHttp(url: string, headers: Record<string, string>, timeoutMs: number): { send: OtlpTransport; close(): void } {
+  const target = new URL(url);
+  const https = target.protocol === 'https:';
+  const agent = https ? new HttpsAgent({ keepAlive: true, maxSockets: 2 }) : new HttpAgent({ keepAlive: true, maxSockets: 2 });
+  const request = https ? httpsRequest : httpRequest;
+  const send: OtlpTransport = (body, done) => {
+    let answered = false;
+    const finish = (ok: boolean) => {
+      if (answered) return;
+      answered = true;
+      done(ok);
+    };
+    const req = request(target, { method: 'POST', agent, timeout: timeoutMs, headers: { ...headers, 'content-type': 'application/x-protobuf', 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => finish(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300));
+      res.on('error', () => finish(false));
+    });
+    req.on('timeout', () => req.destroy(new Error('the collector did not answer in time')));
+    req.on('error', () => finish(false));
+    req.end(body);
+  };
+  return { send, close: () => agent.destroy() };
+}
+
+/**
+ * Ended spans, sent in batches from a queue of bounded size: when it is full
+ * (the collector slow or down), new spans are dropped and counted, never
+ * waited for. One export at a time, each bounded by the export timeout; a
+ * batch is encoded by the library's `ProtobufTraceSerializer` when it leaves.
+ * (The SDK's BatchSpanProcessor does the same but only logs its drops; the
+ * gateway counts them in /metrics. Encoding each span as it ends, so span
+ * objects die young, was tried: it cost more CPU than it saved in garbage
+ * collection, measured.)
+ */
+export class BatchProcessor implements SpanProcessor {
+  readonly counts = { exported: 0, queueFull: 0, exportFailed: 0 };
+  private queue: ReadableSpan[] = [];
+  private timer: NodeJS.Timeout | undefined = undefined;
+  private exporting: Promise<void> | undefined = undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly send: OtlpTransport,
+    private readonly maxQueue: number,
+    private readonly maxBatch: number,
+    private readonly delayMs: number,
+    private readonly timeoutMs: number,
+  ) {}
+
+  onStart(): void {
+    // Nothing to do when a span starts.
+  }
+
+  onEnd(span: ReadableSpan): void {
+    if (this.stopped) return;
+    if (this.queue.length >= this.maxQueue) {
+      this.counts.queueFull++;
+      return;
+    }
+    this.queue.push(span);
+    if (this.queue.length >= this.maxBatch) this.exportNext();
+    else this.timer ??= setTimeout(() => this.exportNext(), this.delayMs).unref();
+  }
+
+  private exportNext(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.exporting !== undefined || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, this.maxBatch);
+    let finished = false;
+    const exporting = new Promise<void>((resolve) => {
+      let settled = false;
+      const done = (ok: boolean) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(guard);
+        if (ok) this.counts.exported += batch.length;
+        else this.counts.exportFailed += batch.length;
+        finished = true;
+        this.exporting = undefined;
+        resolve();
+        // More waiting: a full batch goes now, a partial one after the delay.
+        if (this.queue.length >= this.maxBatch) setImmediate(() => this.exportNext());
+        else if (this.queue.length > 0 && !this.stopped) this.timer ??= setTimeout(() => this.exportNext(), this.delayMs).unref();
+      };
+      // The transport has its own timeout; this one makes sure a batch is never waited for longer.
+      const guard = setTimeout(() => done(false), this.timeoutMs + 1000).unref();
+      try {
+        const body = ProtobufTraceSerializer.serializeRequest(batch);
+        if (body === undefined) done(false);
+        else this.send(Buffer.from(body.buffer, body.byteOffset, body.byteLength), done);
+      } catch {
+        done(false);
+      }
+    });
+    // A transport may answer at once (before the promise above is even assigned): then nothing is under way.
+    if (!finished) this.exporting = exporting;
+  }
+
+  async forceFlush(): Promise<void> {
+    const until = performance.now() + this.timeoutMs + 1000;
+    while ((this.queue.length > 0 || this.exporting !== undefined) && performance.now() < until) {
+      if (this.exporting === undefined) this.exportNext();
+      await this.exporting;
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    await this.forceFlush();
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    // What could not be sent in time is dropped with the process.
+    this.counts.exportFailed += this.queue.length;
+    this.queue = [];
+  }
+}
