@@ -295,7 +295,13 @@ export function createPipeline(host: PipelineHost): Pipeline {
     if (isRefusal(decision)) {
       state.settled = true;
       state.errorCode = decision.code;
-      res.writeHead(decision.status, decision.headers);
+      try {
+        res.writeHead(decision.status, decision.headers);
+      } catch {
+        // A head the client's protocol cannot carry (over HTTP/2, a forward-auth refusal repeating Content-Type).
+        state.errorCode = 'AUTH_UNAVAILABLE';
+        return sendError(res, 'AUTH_UNAVAILABLE', state.id);
+      }
       res.end(decision.body);
       return;
     }
@@ -330,8 +336,12 @@ export function createPipeline(host: PipelineHost): Pipeline {
     if (r.authPolicy === 'none' || table.auth === undefined) return proxy(req, res, state, r, table, query, undefined);
     // A JWKS fetch this starts is traced under the request.
     if (state.trace !== undefined) authenticating.trace = state.trace;
-    const result = table.auth.authenticate(req, state.id, state.path + query);
-    authenticating.trace = undefined;
+    let result: ReturnType<NonNullable<ActiveTable['auth']>['authenticate']>;
+    try {
+      result = table.auth.authenticate(req, state.id, state.path + query);
+    } finally {
+      authenticating.trace = undefined;
+    }
     if (result instanceof Promise) {
       result.then(
         (v) => afterAuth(req, res, state, r, table, query, v),
@@ -402,6 +412,8 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const [rawPath, query] = splitTarget(req.url ?? '/');
     const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, undefined, 0);
     attachState(req, state);
+    // Upgrades are not traced: with tracing on, a new trace's traceparent says so (not sampled).
+    if (host.tracer !== undefined && !isValidTraceparent(req.headers.traceparent)) req.headers.traceparent = `00-${newTraceparent(state.id).slice(3, 35)}-${newSpanId()}-00`;
     try {
       const malformed = malformedRequest(req);
       if (malformed !== undefined) return refuseSocket(socket, state, malformed);

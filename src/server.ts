@@ -107,6 +107,8 @@ export class Gateway implements PipelineHost, AdminControl {
   private inFlight = 0;
   /** OpenTelemetry tracing (the table's `tracing`); undefined without it. */
   tracer: Tracer | undefined = undefined;
+  /** Tracers replaced by a reload, until the requests that started under them are done. */
+  private readonly retiredTracers = new Map<Tracer, NodeJS.Timeout>();
   private readonly upgraded = new Set<Duplex>();
   private drainWaiters: Array<() => void> = [];
   private stopping: Promise<void> | undefined;
@@ -394,7 +396,13 @@ export class Gateway implements PipelineHost, AdminControl {
     const old = this.tracer;
     if (config !== undefined && old !== undefined && JSON.stringify(old.config) === JSON.stringify(config)) return;
     this.tracer = config === undefined ? undefined : createTracer(config);
-    if (old !== undefined) void old.shutdown().catch(() => undefined);
+    if (old === undefined) return;
+    // Requests in flight end their spans into the tracer they started with: it stops once they have had time to finish.
+    const timer = setTimeout(() => {
+      this.retiredTracers.delete(old);
+      void old.shutdown().catch(() => undefined);
+    }, TRACER_GRACE_MS).unref();
+    this.retiredTracers.set(old, timer);
   }
 
   /** A table was swapped in: the migration counts follow its settings; upstream TLS files are watched. */
@@ -667,10 +675,13 @@ export class Gateway implements PipelineHost, AdminControl {
     this.table.auth?.stop();
     this.shared?.close();
     this.loader?.close();
-    if (this.tracer !== undefined) {
+    const tracers = [...this.retiredTracers.keys(), ...(this.tracer === undefined ? [] : [this.tracer])];
+    if (tracers.length > 0) {
+      for (const timer of this.retiredTracers.values()) clearTimeout(timer);
+      this.retiredTracers.clear();
       // What is queued goes to the collector (bounded: a collector that is down must not hold the stop).
       let traceTimer: NodeJS.Timeout | undefined;
-      await Promise.race([this.tracer.shutdown().catch(() => undefined), new Promise<void>((resolve) => (traceTimer = setTimeout(resolve, 5000)))]);
+      await Promise.race([Promise.all(tracers.map((t) => t.shutdown().catch(() => undefined))), new Promise<void>((resolve) => (traceTimer = setTimeout(resolve, 5000)))]);
       clearTimeout(traceTimer);
     }
     this.log.info('stopped');
@@ -682,6 +693,9 @@ export class Gateway implements PipelineHost, AdminControl {
     this.loggers.close();
   }
 }
+
+/** How long a tracer replaced by a reload keeps taking the spans of the requests that started under it. */
+const TRACER_GRACE_MS = 60_000;
 
 /** Breaker state changes kept for GET /upstreams. */
 const TRANSITIONS_KEPT = 100;

@@ -256,6 +256,7 @@ upstreams:
 routes:
   - { name: split, path: /api/orders, upstream: monolith, canary: { upstream: orders, percent: 50, sticky: cookie } }
   - { name: copied, path: /api/invoices, upstream: monolith, shadow: { upstream: orders } }
+  - { name: gone, path: /gone, respond: { status: 410, body: retired } }
   - { name: legacy, path: /, upstream: monolith }
 `);
     session = open();
@@ -344,6 +345,22 @@ routes:
     expect(headers[':status']).toBe(408);
     expect(JSON.parse(body).error).toMatchObject({ code: 'REQUEST_TIMEOUT', requestId: 'h2-slow' });
     expect((await h2(session, '/still')).status).toBe(200);
+  });
+
+  test('an answer given before the upload is complete closes the stream: the request is finished, not held until the body timeout', async () => {
+    const started = performance.now();
+    const s = session.request({ ':path': '/gone', ':method': 'POST', 'x-request-id': 'h2-gone' });
+    s.on('error', () => undefined);
+    s.write('an upload the route does not want');
+    s.resume();
+    const status = await new Promise<unknown>((resolve) => s.on('response', (h) => resolve(h[':status'])));
+    expect(status).toBe(410);
+    await new Promise((r) => s.on('close', r));
+    expect(s.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+    // Well before server.requestTimeoutMs (600 ms here), which would otherwise end it.
+    expect(performance.now() - started).toBeLessThan(400);
+    await until(() => gw.logs.lines.some((l) => l.reqId === 'h2-gone' && l.kind === 'access'), 1000);
+    expect(gw.gw.inFlightRequests).toBe(0);
   });
 
   test('a header list over server.maxHeaderBytes is refused; the connection and other clients are unharmed', async () => {

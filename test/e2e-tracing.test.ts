@@ -9,6 +9,7 @@
  * counted; without `tracing` the SDK is not even loaded.
  */
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -263,6 +264,37 @@ routes: [ { name: api, path: /, upstream: app, auth: required } ]
     } finally {
       await gw.stop();
       await Promise.all([receiver.close(), app.close(), new Promise((r) => keyServer.close(r))]);
+    }
+  });
+});
+
+describe('a reload that changes tracing', () => {
+  test('applies to new requests; a request in flight still ends its spans into the tracer it started with', async () => {
+    const receiver = await new Receiver().start();
+    const slow = await startUpstream((_req, res) => setTimeout(() => res.end('slow'), 400));
+    const table = (service: string) => `
+tracing: { otlp: { endpoint: "http://127.0.0.1:${receiver.port}" }, serviceName: ${service}, scheduledDelayMs: 10 }
+reload: { watch: false }
+upstreams: { app: { url: ${slow.url} } }
+routes: [ { name: all, path: /, upstream: app } ]
+`;
+    const gw = await startGateway(table('before'));
+    try {
+      const inFlight = send(gw.port, '/x', { headers: { 'x-request-id': 'tr-inflight' } });
+      await until(() => slow.received.length === 1);
+      writeFileSync(gw.configPath, table('after'));
+      expect((await gw.gw.reload('api')).outcome).toBe('applied');
+      expect((await send(gw.port, '/y', { headers: { 'x-request-id': 'tr-new' } })).status).toBe(200);
+      expect((await inFlight).status).toBe(200);
+      await until(() => receiver.spans.filter((x) => x.attributes['strangler.request_id'] !== undefined).length >= 2, 5000);
+      const server = (id: string) => receiver.spans.find((x) => x.attributes['strangler.request_id'] === id)!;
+      expect(server('tr-inflight').service).toBe('before');
+      expect(server('tr-new').service).toBe('after');
+      // The in-flight request's attempt span made it too, under its server span.
+      await until(() => receiver.inTrace(server('tr-inflight').traceId).length === 2, 5000);
+    } finally {
+      await gw.stop();
+      await Promise.all([receiver.close(), slow.close()]);
     }
   });
 });

@@ -54,13 +54,16 @@ export class ForwardAuth {
     if (!this.breaker.allows()) return { ok: false, reason: 'unavailable', detail: 'auth endpoint circuit open' };
     // A recorded request's call has a span of its own; the endpoint gets its id (never the credential as an attribute).
     const span = stateOf(req)?.trace?.child('forward auth', 'client', { 'http.request.method': 'GET', 'server.address': this.url.hostname, 'server.port': Number(this.url.port) || (this.url.protocol === 'https:' ? 443 : 80) });
-    const result = await this.ask(credential, req, requestId, originalUri, span?.traceparent);
-    if (span !== undefined) {
-      span.set('strangler.auth', result.ok ? 'ok' : result.reason);
-      if (!result.ok && result.deny !== undefined) span.set('http.response.status_code', result.deny.status);
-      span.end(!result.ok && result.reason === 'unavailable' ? 'AUTH_UNAVAILABLE' : undefined);
+    if (span === undefined) return this.ask(credential, req, requestId, originalUri, undefined);
+    let result: AuthResult | undefined;
+    try {
+      result = await this.ask(credential, req, requestId, originalUri, span.traceparent);
+      return result;
+    } finally {
+      span.set('strangler.auth', result === undefined ? 'unavailable' : result.ok ? 'ok' : result.reason);
+      if (result !== undefined && !result.ok && result.deny !== undefined) span.set('http.response.status_code', result.deny.status);
+      span.end(result === undefined || (!result.ok && result.reason === 'unavailable') ? 'AUTH_UNAVAILABLE' : undefined);
     }
-    return result;
   }
 
   private async ask(credential: string, req: IncomingMessage, requestId: string, originalUri: string, traceparent: string | undefined): Promise<AuthResult> {

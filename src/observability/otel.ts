@@ -139,8 +139,8 @@ function defined(a: Attributes): Record<string, AttributeValue> {
   return out;
 }
 
-/** Sends one OTLP request body (encoded spans); `done(false)` when it was not accepted. */
-export type OtlpTransport = (body: Buffer, done: (ok: boolean) => void) => void;
+/** Sends one OTLP request body (encoded spans); `done(false)` when it was not accepted. Returns a way to give it up. */
+export type OtlpTransport = (body: Buffer, done: (ok: boolean) => void) => (() => void) | void;
 
 /**
  * OTLP/HTTP with protobuf bodies (OTLP's default, `http/protobuf`), over the
@@ -169,6 +169,7 @@ export function otlpHttp(url: string, headers: Record<string, string>, timeoutMs
     req.on('timeout', () => req.destroy(new Error('the collector did not answer in time')));
     req.on('error', () => finish(false));
     req.end(body);
+    return () => req.destroy();
   };
   return { send, close: () => agent.destroy() };
 }
@@ -236,12 +237,17 @@ export class BatchProcessor implements SpanProcessor {
         if (this.queue.length >= this.maxBatch) setImmediate(() => this.exportNext());
         else if (this.queue.length > 0 && !this.stopped) this.timer ??= setTimeout(() => this.exportNext(), this.delayMs).unref();
       };
-      // The transport has its own timeout; this one makes sure a batch is never waited for longer.
-      const guard = setTimeout(() => done(false), this.timeoutMs + 1000).unref();
+      // The transport has its own timeout (which starts only once it has a connection); this one makes
+      // sure a batch is never waited for longer, and gives it up, so exports never pile up.
+      let cancel: (() => void) | void = undefined;
+      const guard = setTimeout(() => {
+        done(false);
+        cancel?.();
+      }, this.timeoutMs + 1000).unref();
       try {
         const body = ProtobufTraceSerializer.serializeRequest(batch);
         if (body === undefined) done(false);
-        else this.send(Buffer.from(body.buffer, body.byteOffset, body.byteLength), done);
+        else cancel = this.send(Buffer.from(body.buffer, body.byteOffset, body.byteLength), done);
       } catch {
         done(false);
       }

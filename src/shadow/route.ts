@@ -138,9 +138,7 @@ export class ShadowRoute {
     const shadowPath = rewritePath(path, query, this.stripLength, this.basePath);
     // A recorded request's copy is a span of a trace of its own, linked to the request's: the new service's spans land there.
     const span = trace?.linked(`shadow ${this.config.upstream}`, { 'strangler.shadow': true, 'strangler.route': this.route, 'http.request.method': method, 'strangler.upstream': this.config.upstream });
-    const copy = new ShadowCopy(this, requestId, method, shadowPath, this.headersFor(headers, false, span), body, redactQuery(path, query), twice ? { path: primaryPath, headers: this.headersFor(headers, true) } : undefined);
-    copy.span = span;
-    return copy;
+    return new ShadowCopy(this, requestId, method, shadowPath, this.headersFor(headers, false, span), body, redactQuery(path, query), twice ? { path: primaryPath, headers: this.headersFor(headers, true) } : undefined, span);
   }
 
   /**
@@ -425,8 +423,6 @@ class ShadowCopy implements ShadowTap {
   private readonly started = performance.now();
   private finished = false;
   private result: ShadowOutcome | undefined;
-  /** With tracing, a recorded request's: the copy's span. */
-  span: TraceSpan | undefined = undefined;
   /** The access line was written while the copy was under way: its result gets a line of its own. */
   private reportLate = false;
   private readonly timer: NodeJS.Timeout;
@@ -440,6 +436,8 @@ class ShadowCopy implements ShadowTap {
     body: IncomingMessage | undefined,
     private readonly shownPath: string,
     twice: { path: string; headers: string[] } | undefined,
+    /** With tracing, a recorded request's: the copy's span (set before sending: a send can fail at once). */
+    private readonly span: TraceSpan | undefined = undefined,
   ) {
     owner.inFlight++;
     this.timer = setTimeout(() => this.shadowFailed(), owner.config.timeoutMs);

@@ -135,6 +135,9 @@ function onStreamFinish(this: BridgedStream): void {
   const res = this[kResponse]!;
   res.writableFinished = true;
   res.emit('finish');
+  // Answered before the client finished its upload (a refusal, a 413): the rest is not wanted. The
+  // stream is closed with NO_ERROR (RFC 9113 §8.1), as HTTP/1.1 would close the connection.
+  if (!this[kRequest]!.complete) res.socket.destroy();
 }
 
 /** The stream closed (answered, reset by the client, or its connection gone): what HTTP/1.1 does on a socket's close. */

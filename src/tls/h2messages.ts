@@ -16,7 +16,7 @@ import type { TLSSocket } from 'node:tls';
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = constants;
 
 /** Response headers HTTP/2 forbids (RFC 9113 §8.2.2): dropped, never an error. */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'te', 'host']);
 
 /**
  * Headers HTTP/2 (Node) accepts once only: an upstream head repeating one is
@@ -267,8 +267,18 @@ export class StreamResponse extends EventEmitter {
 
   /** Ends the exchange now: the stream is reset, the client sees it cut. */
   destroy(): this {
+    this.destroyed = true;
     this.socket.destroy();
     return this;
+  }
+
+  private sendTrailers(): void {
+    try {
+      this.stream.sendTrailers(this.trailers ?? {});
+    } catch {
+      // Checked as they were added; a list the stream still refuses must not leave it waiting.
+      if (!this.stream.destroyed) this.stream.close(NGHTTP2_INTERNAL_ERROR);
+    }
   }
 
   /** Sends the head once; false when the stream can no longer take it (the client reset it). */
@@ -284,7 +294,7 @@ export class StreamResponse extends EventEmitter {
       this.stream.close(NGHTTP2_INTERNAL_ERROR);
       return false;
     }
-    if (wantTrailers) this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers ?? {}));
+    if (wantTrailers) this.stream.once('wantTrailers', () => this.sendTrailers());
     return true;
   }
 }
