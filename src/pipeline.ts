@@ -12,7 +12,7 @@ import type { AccessLog } from './observability/accessLog';
 import type { Logger } from './observability/logger';
 import type { GatewayMetrics } from './observability/metrics';
 import type { MigrationInsight } from './migration/insight';
-import { isValidTraceparent, newSpanId, newTraceparent, requestIdFrom } from './observability/requestId';
+import { isValidTraceparent, newSpanId, newTraceparent, requestIdFrom, traceIdFor } from './observability/requestId';
 import { authenticating, type Tracer } from './observability/tracing';
 import { prepareUpstreamHeaders } from './proxy/headers';
 import { classifyError } from './proxy/upstream';
@@ -196,8 +196,9 @@ export function createPipeline(host: PipelineHost): Pipeline {
 
   /** Gateway headers, then the verified identity; the client's identity headers never pass. */
   function prepareHeaders(req: IncomingMessage, state: RequestState, r: CompiledRoute, table: ActiveTable, identity: Identity | undefined, upgrade: boolean): boolean {
-    const tp = req.headers.traceparent;
-    if (!prepareUpstreamHeaders(req, table.policy, state.id, isValidTraceparent(tp) ? undefined : newTraceparent(state.id), upgrade)) return false;
+    // With tracing, startTrace has set a valid one already.
+    const keep = state.traceId !== undefined || isValidTraceparent(req.headers.traceparent);
+    if (!prepareUpstreamHeaders(req, table.policy, state.id, keep ? undefined : newTraceparent(state.id), upgrade)) return false;
     if (!r.forwardCredentials) {
       delete req.headers.authorization;
       delete req.headers.cookie;
@@ -413,7 +414,7 @@ export function createPipeline(host: PipelineHost): Pipeline {
     const state = new RequestState(requestIdFrom(req.headers['x-request-id']), performance.now(), req.method ?? 'GET', rawPath, undefined, 0);
     attachState(req, state);
     // Upgrades are not traced: with tracing on, a new trace's traceparent says so (not sampled).
-    if (host.tracer !== undefined && !isValidTraceparent(req.headers.traceparent)) req.headers.traceparent = `00-${newTraceparent(state.id).slice(3, 35)}-${newSpanId()}-00`;
+    if (host.tracer !== undefined && !isValidTraceparent(req.headers.traceparent)) req.headers.traceparent = `00-${traceIdFor(state.id)}-${newSpanId()}-00`;
     try {
       const malformed = malformedRequest(req);
       if (malformed !== undefined) return refuseSocket(socket, state, malformed);
@@ -508,7 +509,7 @@ function copyToShadow(req: IncomingMessage, state: RequestState, r: CompiledRout
 function startTrace(req: IncomingMessage, state: RequestState, tracer: Tracer): void {
   const tp = req.headers.traceparent;
   const incoming = isValidTraceparent(tp);
-  const traceId = incoming ? tp.slice(3, 35) : newTraceparent(state.id).slice(3, 35);
+  const traceId = incoming ? tp.slice(3, 35) : traceIdFor(state.id);
   state.traceId = traceId;
   if (tracer.sampled(incoming ? tp.slice(53, 55) : undefined, traceId)) {
     state.trace = tracer.start(state.method, traceId, incoming ? tp.slice(36, 52) : undefined, state.startedAt);

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Link, type Span } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOnSampler, BasicTracerProvider, RandomIdGenerator, SamplingDecision, TraceIdRatioBasedSampler, type IdGenerator, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOnSampler, BasicTracerProvider, RandomIdGenerator, type IdGenerator, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Tracer as OtelApiTracer } from '@opentelemetry/api';
 import type { TracingConfig } from '../config/schema';
 import type { Attributes, AttributeValue, RequestTrace, TraceSpan, Tracer } from './tracing';
@@ -37,7 +37,8 @@ export class OtelTracer implements Tracer {
   private readonly provider: BasicTracerProvider;
   private readonly tracer: OtelApiTracer;
   private readonly ids = new RequestIds();
-  private readonly ratio: TraceIdRatioBasedSampler;
+  /** Trace ids whose last 32 bits are below this are recorded. */
+  private readonly bound: number;
   private readonly processor: BatchProcessor;
 
   private readonly closeTransport: () => void;
@@ -59,12 +60,14 @@ export class OtelTracer implements Tracer {
       spanProcessors: [this.processor],
     });
     this.tracer = this.provider.getTracer('strangler');
-    this.ratio = new TraceIdRatioBasedSampler(config.sampleRatio);
+    this.bound = config.sampleRatio >= 1 ? 0x100000000 : Math.floor(config.sampleRatio * 0x100000000);
   }
 
   sampled(parentFlags: string | undefined, traceId: string): boolean {
     if (parentFlags !== undefined) return (parseInt(parentFlags, 16) & TraceFlags.SAMPLED) !== 0;
-    return this.ratio.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+    // The trace id's last 8 hex digits (random in a W3C trace id) against the ratio: the same decision for the same
+    // trace on every replica. (The SDK's TraceIdRatioBasedSampler parses all 32 digits: 1.2 µs a request, measured.)
+    return parseInt(traceId.slice(24), 16) < this.bound;
   }
 
   start(method: string, traceId: string, parentSpanId: string | undefined, startedAt: number): RequestTrace {

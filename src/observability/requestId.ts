@@ -72,15 +72,15 @@ export function childTraceparent(parent: string): string {
  * id and traces keyed by trace id line up.
  */
 export function newTraceparent(requestId: string): string {
-  let traceId: string;
+  return `00-${traceIdFor(requestId)}-${newSpanId()}-01`;
+}
+
+/** The trace id of a new trace for this request: its request id's hex digits when it is a UUID, else a fresh one. */
+export function traceIdFor(requestId: string): string {
   // The id this module just made: its hex digits are known, no parsing.
-  if (requestId === lastId && lastHex !== '') traceId = lastHex;
-  else {
-    traceId = requestId.length === 36 ? uuidHex(requestId) : '';
-    if (!HEX32.test(traceId) || traceId === ZERO_TRACE) {
-      newRequestId();
-      traceId = lastHex;
-    }
-  }
-  return `00-${traceId}-${newSpanId()}-01`;
+  if (requestId === lastId && lastHex !== '') return lastHex;
+  const traceId = requestId.length === 36 ? uuidHex(requestId) : '';
+  if (HEX32.test(traceId) && traceId !== ZERO_TRACE) return traceId;
+  newRequestId();
+  return lastHex;
 }
