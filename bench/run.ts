@@ -716,7 +716,7 @@ function tracingCostUs(): { recorded: number; unrecorded: number } {
   });
   const one = () => {
     const t = tracer.start('GET', newTraceparent(newRequestId()).slice(3, 35), undefined, performance.now());
-    const a = t.child('attempt app', 'client', { 'http.request.method': 'GET', 'strangler.upstream': 'app', 'strangler.instance': 'http://127.0.0.1:8080' });
+    const a = t.child('attempt app', { 'http.request.method': 'GET', 'strangler.upstream': 'app', 'strangler.instance': 'http://127.0.0.1:8080' });
     a.set('http.response.status_code', 200);
     a.end();
     t.end('GET /api/hello', { 'http.request.method': 'GET', 'http.response.status_code': 200, 'http.route': '/api/hello', 'network.protocol.version': '1.1', 'client.address': '127.0.0.1', 'strangler.request_id': 'x', 'strangler.route': 'hit', 'strangler.upstream': 'app', 'strangler.auth': 'ok' }, false);

@@ -6,7 +6,6 @@ import { deadlines, type Deadline } from './core/deadlines';
 import { stateOf, type RequestState } from './core/state';
 import type { Logger } from './observability/logger';
 import type { TraceSpan } from './observability/tracing';
-import { maskUrlPassword } from './config/secretKeys';
 import { responseHeaders, restorePrefix } from './proxy/headers';
 import { relay } from './proxy/relay';
 import { bufferedBody, classifyError } from './proxy/upstream';
@@ -329,10 +328,11 @@ export class Exchange implements Deadline {
   /** A span for the attempt; the upstream gets its id in `traceparent`. */
   private traceAttempt(up: Upstream, inst: Instance, n: number): void {
     this.span?.end('SUPERSEDED');
-    this.span = this.state.trace!.child(`${this.isFallback ? 'fallback' : 'attempt'} ${up.name}`, 'client', {
+    this.span = this.state.trace!.child(`${this.isFallback ? 'fallback' : 'attempt'} ${up.name}`, {
       'http.request.method': this.state.method,
       'strangler.upstream': up.name,
-      'strangler.instance': maskUrlPassword(inst.url),
+      // (Upstream URLs carry no credentials: validation refuses a user name in them.)
+      'strangler.instance': inst.url,
       // Attempts after the first are resends (a retry, or the fallback).
       'http.request.resend_count': n > 1 ? n - 1 : undefined,
       'strangler.fallback': this.isFallback ? true : undefined,

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import Koa from 'koa';
 import Router from 'koa-router';
 import { formatProblem, type ConfigProblem } from '../config/problem';
-import { CREDENTIAL_URL, maskUrlPassword, SECRET_KEY } from '../config/secretKeys';
+import { CREDENTIAL_URL, isSecretPath, maskUrlPassword, SECRET_KEY } from '../config/secretKeys';
 import type { RouteTableConfig } from '../config/schema';
 import type { ActiveTable } from '../table';
 import type { InventoryReport } from '../migration/insight';
@@ -66,17 +66,18 @@ export interface AdminControl {
   applyEdit(yaml: string, baseVersion: string, by: string): Promise<EditOutcome>;
 }
 
-/** A copy of the table with every secret-named value shown as `***`. */
+/** A copy of the table with every secret shown as `***`: by key name, by place (isSecretPath), or a URL's password. */
 export function redactConfig(config: RouteTableConfig): unknown {
-  return JSON.parse(JSON.stringify(config), (key, value: unknown) => {
-    if (SECRET_KEY.test(key) && value !== undefined && value !== null) return '***';
-    // tracing.otlp.headers: every value is a secret (an API key under any header name).
-    if (key === 'otlp' && typeof value === 'object' && value !== null && 'headers' in value) {
-      const headers = (value as { headers: Record<string, string> }).headers;
-      return { ...value, headers: Object.fromEntries(Object.keys(headers).map((k) => [k, '***'])) };
-    }
-    return typeof value === 'string' && CREDENTIAL_URL.test(value) ? maskUrlPassword(value) : value;
-  });
+  return redact(JSON.parse(JSON.stringify(config)) as unknown, []);
+}
+
+function redact(value: unknown, path: string[]): unknown {
+  const key = path[path.length - 1];
+  if (key !== undefined && value !== null && (SECRET_KEY.test(key) || isSecretPath(path))) return '***';
+  if (typeof value === 'string') return CREDENTIAL_URL.test(value) ? maskUrlPassword(value) : value;
+  if (Array.isArray(value)) return value.map((v, i) => redact(v, [...path, String(i)]));
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, [...path, k])]));
+  return value;
 }
 
 function problemsJson(problems: ConfigProblem[]) {

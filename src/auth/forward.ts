@@ -53,7 +53,7 @@ export class ForwardAuth {
   async check(credential: string, req: IncomingMessage, requestId: string, originalUri: string): Promise<AuthResult> {
     if (!this.breaker.allows()) return { ok: false, reason: 'unavailable', detail: 'auth endpoint circuit open' };
     // A recorded request's call has a span of its own; the endpoint gets its id (never the credential as an attribute).
-    const span = stateOf(req)?.trace?.child('forward auth', 'client', { 'http.request.method': 'GET', 'server.address': this.url.hostname, 'server.port': Number(this.url.port) || (this.url.protocol === 'https:' ? 443 : 80) });
+    const span = stateOf(req)?.trace?.child('forward auth', { 'http.request.method': 'GET', 'server.address': this.url.hostname, 'server.port': Number(this.url.port) || (this.url.protocol === 'https:' ? 443 : 80) });
     if (span === undefined) return this.ask(credential, req, requestId, originalUri, undefined);
     let result: AuthResult | undefined;
     try {

@@ -55,7 +55,7 @@ export class KeySet {
   private async fetchOnce(): Promise<void> {
     this.lastFetch = Date.now();
     // A fetch a recorded request started (a token with a key not seen yet) is traced under it; a periodic refresh is not.
-    const span = authenticating.trace?.child('jwks fetch', 'client', { 'http.request.method': 'GET', 'server.address': new URL(this.url).hostname });
+    const span = authenticating.trace?.child('jwks fetch', { 'http.request.method': 'GET', 'server.address': new URL(this.url).hostname });
     try {
       const headers: Record<string, string> = { accept: 'application/json' };
       if (span !== undefined) headers.traceparent = span.traceparent;

@@ -80,7 +80,7 @@ export class OtelTracer implements Tracer {
       this.ids.next = traceId;
       span = this.tracer.startSpan(method, { kind: SpanKind.SERVER, startTime, root: true });
     }
-    return new OtelRequestTrace(this.tracer, span, traceId);
+    return new OtelRequestTrace(this.tracer, span);
   }
 
   counts(): { exported: number; queueFull: number; exportFailed: number } {
@@ -97,11 +97,10 @@ class OtelRequestTrace implements RequestTrace {
   constructor(
     private readonly tracer: OtelApiTracer,
     private readonly span: Span,
-    readonly traceId: string,
   ) {}
 
-  child(name: string, kind: 'client' | 'internal', attributes: Attributes): TraceSpan {
-    const span = this.tracer.startSpan(name, { kind: kind === 'client' ? SpanKind.CLIENT : SpanKind.INTERNAL, attributes: defined(attributes) }, trace.setSpan(ROOT_CONTEXT, this.span));
+  child(name: string, attributes: Attributes): TraceSpan {
+    const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes: defined(attributes) }, trace.setSpan(ROOT_CONTEXT, this.span));
     return new OtelSpan(span);
   }
 

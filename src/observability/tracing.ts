@@ -20,9 +20,8 @@ export interface TraceSpan {
 
 /** A recorded (sampled) request: its server span, and the spans under it. */
 export interface RequestTrace {
-  readonly traceId: string;
-  /** A span under the request's server span. */
-  child(name: string, kind: 'client' | 'internal', attributes: Attributes): TraceSpan;
+  /** A span under the request's server span, for a call made on the request's behalf. */
+  child(name: string, attributes: Attributes): TraceSpan;
   /** A span of a trace of its own, linked to the request's (work done beside it: the parallel run's copy). */
   linked(name: string, attributes: Attributes): TraceSpan;
   /** Ends the server span; `error`: the answer was a failure (5xx or none). */
