@@ -3,7 +3,7 @@
  * on one machine, in one run. Loopback only; every process it starts is
  * stopped; a few minutes at most.
  *
- *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--quick] [--scale-only] [--shadow-only] [--migration-only] [--replicas-only] [--workers-only] [--tls-only] [--tracing-only]
+ *   node dist/bench/run.js [--rounds 3] [--duration 5] [--warmup 5] [--connections 50] [--pairs 32] [--pair-seconds 2] [--quick] [--scale-only] [--shadow-only] [--migration-only] [--replicas-only] [--workers-only] [--tls-only] [--tracing-only]
  *
  * --shadow-only measures the rows of the parallel run's targets alone (bare,
  * full, full + shadow 10% and 100%), for working on the shadow path;
@@ -14,8 +14,9 @@
  * reloads during the two workers' measured window); --tls-only those of
  * TLS termination (Strangler, nginx and Caddy when installed, with the same
  * certificate); --tracing-only those of tracing (full, and full with
- * tracing at 10% and 100% sent to a local collector stand-in). None of
- * these writes bench/results/latest.json.
+ * tracing at 10% and 100% sent to a local collector stand-in, also
+ * compared with full paired in time: --pairs windows of --pair-seconds
+ * each, see paired()). None of these writes bench/results/latest.json.
  *
  * BENCH_NODE_FLAGS='--flag …' starts Strangler with these Node flags instead of npm start's.
  */
@@ -71,6 +72,11 @@ let REDIS_PORT = 0;
 const MIGRATION_ONLY = args.includes('--migration-only');
 const MIGRATION_ROWS = new Set(['bare http-proxy + keep-alive agent', 'Strangler full', 'Strangler full, migration counting off']);
 const ROUNDS = opt('rounds', quick ? 1 : 3);
+/** Comparisons paired in time (paired()): windows per side, and each window's length in seconds. */
+const PAIRS = opt('pairs', quick ? 4 : 32);
+const PAIR_SECONDS = opt('pair-seconds', 2);
+/** Windows before both processes of a paired comparison are started anew. */
+const PAIRS_PER_START = 4;
 const DURATION = opt('duration', quick ? 2 : 5);
 const CONNECTIONS = opt('connections', 50);
 /** JIT compilation, connection pools and the young generation settle before the measured window. */
@@ -605,6 +611,85 @@ async function measure(s: Scenario, upstreamPort: number, shadowPort: number, se
   }
 }
 
+/**
+ * Two configurations of the same proxy, compared side by side in time: both
+ * processes run at once on the proxy's core and are loaded in turn, in short
+ * windows (A B, B A, A B, …), never together. On a shared VM the machine's
+ * speed drifts by half within seconds: rows measured one after the other
+ * (\`measure\`) take that drift into their ratio. Here each window of A is
+ * compared with the window of B next to it, and the result is the median of
+ * these pairs' ratios, which a burst of slowness in a few windows does not
+ * move.
+ */
+interface Paired {
+  a: string;
+  b: string;
+  windows: number;
+  seconds: number;
+  /** The median over pairs of B's requests / A's in the adjacent window. */
+  ratio: number;
+  /** The pairs' lower and upper quartiles. */
+  quartiles: [number, number];
+  /** B's requests / A's over all windows. */
+  totalRatio: number;
+  rpsA: number;
+  rpsB: number;
+  cpuUsA: number;
+  cpuUsB: number;
+}
+
+async function paired(a: Scenario, b: Scenario, upstreamPort: number, shadowPort: number, windows: number, seconds: number): Promise<Paired> {
+  const pairs: number[] = [];
+  const total = { a: 0, b: 0, cpuA: 0, cpuB: 0 };
+  // New processes every PAIRS_PER_START windows: two starts of the same configuration can differ by several
+  // percent for as long as they live (what the JIT chose to optimise, and when); restarts average that out.
+  // Which of the two starts (and warms up) first alternates too.
+  for (let done = 0; done < windows; done += PAIRS_PER_START) {
+    const [first, second] = (done / PAIRS_PER_START) % 2 === 0 ? [a, b] : [b, a];
+    const s1 = await first.start(upstreamPort, shadowPort);
+    let s2: Awaited<ReturnType<Scenario['start']>> | undefined;
+    try {
+      s2 = await second.start(upstreamPort, shadowPort);
+      const [sa, sb] = first === a ? [s1, s2] : [s2, s1];
+      const side = [
+        { s: a, p: sa, perWindow: [] as number[] },
+        { s: b, p: sb, perWindow: [] as number[] },
+      ];
+      const url = (x: (typeof side)[number]) => `${x.s.tls ? 'https' : 'http'}://127.0.0.1:${x.p.port}${x.s.path}`;
+      for (const x of first === a ? side : [side[1]!, side[0]!]) await load(url(x), TRAFFIC, true, WARMUP, false, x.s.h2);
+      for (let w = 0; w < Math.min(PAIRS_PER_START, windows - done); w++) {
+        for (const x of w % 2 === 0 ? side : [side[1]!, side[0]!]) {
+          const cpu0 = cpuTimeUs(x.p.child.pid!);
+          const r = await load(url(x), TRAFFIC, true, seconds, false, x.s.h2);
+          const cpu = cpuTimeUs(x.p.child.pid!) - cpu0;
+          if (x === side[0]) (total.a += r.requests), (total.cpuA += cpu);
+          else (total.b += r.requests), (total.cpuB += cpu);
+          x.perWindow.push(r.requests);
+        }
+      }
+      pairs.push(...side[0]!.perWindow.map((n, i) => side[1]!.perWindow[i]! / n));
+    } finally {
+      if (s2) await stop(s2.child);
+      await stop(s1.child);
+    }
+  }
+  pairs.sort((x, y) => x - y);
+  const at = (q: number) => pairs[Math.min(pairs.length - 1, Math.floor(q * pairs.length))]!;
+  return {
+    a: a.name,
+    b: b.name,
+    windows,
+    seconds,
+    ratio: median(pairs),
+    quartiles: [at(0.25), at(0.75)],
+    totalRatio: total.b / total.a,
+    rpsA: total.a / (windows * seconds),
+    rpsB: total.b / (windows * seconds),
+    cpuUsA: total.cpuA / total.a,
+    cpuUsB: total.cpuB / total.b,
+  };
+}
+
 // ---------------------------------------------------------------- scale checks
 
 async function scaleChecks(upstreamPort: number): Promise<Record<string, number>> {
@@ -797,6 +882,18 @@ async function main(): Promise<void> {
     const cpuUs = median(xs.map((x) => x.cpuUs));
     return { scenario: s.name, rps, p50: median(xs.map((x) => x.p50)), p99, peakRssMb: rss, cpuUs, errors: xs.reduce((n, x) => n + x.errors, 0), rpsRatio: rps / bare, p99Ratio: p99 / bareP99, rssRatio: rss / bareRss, cpuRatio: bareCpu / cpuUs };
   });
+  // Tracing's targets compare two configurations of Strangler: also measured paired in time (see paired()).
+  const comparisons: Paired[] = [];
+  const byName = (name: string) => list.find((s) => s.name === name);
+  // Full against itself first: the instrument's own spread on this machine, in this run.
+  for (const name of ['Strangler full', 'Strangler full + tracing 10%', 'Strangler full + tracing 100%']) {
+    const a = byName('Strangler full');
+    const b = byName(name);
+    if (a === undefined || b === undefined || byName('Strangler full + tracing 10%') === undefined) continue;
+    const c = await paired(a, b, up.port, shadowUp.port, PAIRS, PAIR_SECONDS);
+    comparisons.push(c);
+    process.stdout.write(`  paired ${c.b} / ${c.a}: median ${c.ratio.toFixed(3)} (quartiles ${c.quartiles[0].toFixed(2)}–${c.quartiles[1].toFixed(2)}, all windows ${c.totalRatio.toFixed(3)}), ${c.cpuUsA.toFixed(1)} → ${c.cpuUsB.toFixed(1)} µs CPU/request\n`);
+  }
   const scale = SHADOW_ONLY || MIGRATION_ONLY || REPLICAS_ONLY || WORKERS_ONLY || TLS_ONLY || TRACING_ONLY ? undefined : await scaleChecks(up.port);
   await stop(up.child);
   await stop(shadowUp.child);
@@ -861,12 +958,19 @@ async function main(): Promise<void> {
     md += `\nworkers: 2 against one process, both on every core: ${fmt(twoAll.rps / oneAll.rps, 2)} × the requests per second (${fmt(twoAll.rps - oneAll.rps)} req/s more)\n`;
   }
   // Issue #21: tracing, exported to a local collector stand-in, against full without it.
+  // The target reads the comparison paired in time; the rows, measured one after the other, are shown beside it.
+  if (comparisons.length > 0) {
+    md += `\n| paired in time (${PAIRS} windows of ${PAIR_SECONDS} s each, taken in turn) | req/s A | req/s B | B / A, median of pairs | quartiles | B / A, all windows | CPU µs/req A → B |\n|---|---|---|---|---|---|---|\n`;
+    for (const c of comparisons) md += `| A ${c.a}, B ${c.b} | ${fmt(c.rpsA)} | ${fmt(c.rpsB)} | ${fmt(c.ratio, 3)} | ${fmt(c.quartiles[0], 2)}–${fmt(c.quartiles[1], 2)} | ${fmt(c.totalRatio, 3)} | ${fmt(c.cpuUsA, 1)} → ${fmt(c.cpuUsB, 1)} |\n`;
+  }
   const t10 = rows.find((r) => r.scenario === 'Strangler full + tracing 10%');
   const t100 = rows.find((r) => r.scenario === 'Strangler full + tracing 100%');
-  if (t10) targets.push(['full + tracing 10% ≥ 0.9 × full req/s', fmt(t10.rps / full.rps, 2), t10.rps / full.rps >= 0.9]);
-  if (t100) {
+  const p10 = comparisons.find((c) => c.b === 'Strangler full + tracing 10%');
+  const p100 = comparisons.find((c) => c.b === 'Strangler full + tracing 100%');
+  if (p10) targets.push(['full + tracing 10% ≥ 0.9 × full req/s (paired in time)', fmt(p10.ratio, 3), p10.ratio >= 0.9]);
+  if (t100 && p100) {
     const cost = tracingCostUs();
-    md += `\ntracing at 100%: ${fmt(t100.rps / full.rps, 2)} × full's req/s, ${fmt(t100.cpuUs - full.cpuUs, 1)} µs more CPU per request${t10 ? ` (at 10%: ${fmt(t10.cpuUs - full.cpuUs, 1)} µs)` : ''}\n`;
+    md += `\ntracing at 100%: ${fmt(p100.ratio, 2)} × full's req/s paired in time (rows one after the other: ${fmt(t100.rps / full.rps, 2)} ×), ${fmt(p100.cpuUsB - p100.cpuUsA, 1)} µs more CPU per request${p10 ? `; at 10%: ${fmt(p10.ratio, 3)} × (rows: ${t10 ? fmt(t10.rps / full.rps, 2) : '–'} ×), ${fmt(p10.cpuUsB - p10.cpuUsA, 1)} µs` : ''}\n`;
     md += `tracing alone, in process: ${fmt(cost.recorded, 1)} µs per recorded request (2 spans, batched and encoded), ${fmt(cost.unrecorded * 1000)} ns per request not recorded\n`;
   }
   // Issue #16: the parallel run's cost, against the same configuration without a shadow.
@@ -892,7 +996,7 @@ async function main(): Promise<void> {
   writeFileSync(
     out,
     JSON.stringify(
-      { date: new Date().toISOString(), node: process.version, cpu: cpuModel(), rounds: ROUNDS, durationS: DURATION, warmupS: WARMUP, connections: CONNECTIONS, stranglerNodeFlags: START_FLAGS, loadGenerator: HAS_WRK ? 'wrk' : 'autocannon', upstream: up.kind, pinned: HAS_TASKSET, rows, scale, targets: targets.map(([target, value, met]) => ({ target, value, met })) },
+      { date: new Date().toISOString(), node: process.version, cpu: cpuModel(), rounds: ROUNDS, durationS: DURATION, warmupS: WARMUP, connections: CONNECTIONS, stranglerNodeFlags: START_FLAGS, loadGenerator: HAS_WRK ? 'wrk' : 'autocannon', upstream: up.kind, pinned: HAS_TASKSET, rows, comparisons, scale, targets: targets.map(([target, value, met]) => ({ target, value, met })) },
       null,
       2,
     ),
