@@ -1,5 +1,3 @@
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Link, type Span } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
@@ -7,7 +5,10 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, BasicTracerProvider, RandomIdGenerator, type IdGenerator, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Tracer as OtelApiTracer } from '@opentelemetry/api';
 import type { TracingConfig } from '../config/schema';
+import { otlpExporter, type OtlpTransport } from './otlpHttp';
 import type { Attributes, AttributeValue, RequestTrace, TraceSpan, Tracer } from './tracing';
+
+export type { OtlpTransport } from './otlpHttp';
 
 /**
  * The OpenTelemetry SDK behind `Tracer` (loaded only when `tracing` is
@@ -49,7 +50,7 @@ export class OtelTracer implements Tracer {
     transport?: OtlpTransport,
   ) {
     const endpoint = config.otlp.endpoint.replace(/\/+$/, '');
-    const http = transport === undefined ? otlpHttp(endpoint.endsWith('/v1/traces') ? endpoint : `${endpoint}/v1/traces`, config.otlp.headers, config.otlp.timeoutMs) : undefined;
+    const http = transport === undefined ? otlpExporter(endpoint.endsWith('/v1/traces') ? endpoint : `${endpoint}/v1/traces`, config.otlp.headers, config.otlp.timeoutMs) : undefined;
     this.closeTransport = http?.close ?? (() => undefined);
     this.processor = new BatchProcessor(transport ?? http!.send, config.maxQueueSize, config.maxExportBatchSize, config.scheduledDelayMs, config.otlp.timeoutMs);
     this.provider = new BasicTracerProvider({
@@ -138,41 +139,6 @@ class OtelSpan implements TraceSpan {
     }
     this.span.end();
   }
-}
-
-/** Sends one OTLP request body (encoded spans); `done(false)` when it was not accepted. Returns a way to give it up. */
-export type OtlpTransport = (body: Buffer, done: (ok: boolean) => void) => (() => void) | void;
-
-/**
- * OTLP/HTTP with protobuf bodies (OTLP's default, `http/protobuf`), over the
- * gateway's own transport: one keep-alive pool, one deadline per export, no
- * retry (a batch that fails is counted as dropped; the next one is on its
- * way). The SDK's exporter loads `http` with a dynamic import, which Jest's
- * CommonJS runtime cannot follow, and retries on its own schedule.
- */
-export function otlpHttp(url: string, headers: Record<string, string>, timeoutMs: number): { send: OtlpTransport; close(): void } {
-  const target = new URL(url);
-  const https = target.protocol === 'https:';
-  const agent = https ? new HttpsAgent({ keepAlive: true, maxSockets: 2 }) : new HttpAgent({ keepAlive: true, maxSockets: 2 });
-  const request = https ? httpsRequest : httpRequest;
-  const send: OtlpTransport = (body, done) => {
-    let answered = false;
-    const finish = (ok: boolean) => {
-      if (answered) return;
-      answered = true;
-      done(ok);
-    };
-    const req = request(target, { method: 'POST', agent, timeout: timeoutMs, headers: { ...headers, 'content-type': 'application/x-protobuf', 'content-length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => finish(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300));
-      res.on('error', () => finish(false));
-    });
-    req.on('timeout', () => req.destroy(new Error('the collector did not answer in time')));
-    req.on('error', () => finish(false));
-    req.end(body);
-    return () => req.destroy();
-  };
-  return { send, close: () => agent.destroy() };
 }
 
 /**
