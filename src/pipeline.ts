@@ -512,7 +512,7 @@ function startTrace(req: IncomingMessage, state: RequestState, tracer: Tracer): 
   const traceId = incoming ? tp.slice(3, 35) : traceIdFor(state.id);
   state.traceId = traceId;
   if (tracer.sampled(incoming ? tp.slice(53, 55) : undefined, traceId)) {
-    state.trace = tracer.start(state.method, traceId, incoming ? tp.slice(36, 52) : undefined, state.startedAt);
+    state.trace = tracer.start(traceId, incoming ? tp.slice(36, 52) : undefined, state.startedAt);
     if (!incoming) req.headers.traceparent = `00-${traceId}-${newSpanId()}-01`;
   } else if (!incoming) req.headers.traceparent = `00-${traceId}-${newSpanId()}-00`;
 }

@@ -349,27 +349,47 @@ routes: [ { name: all, path: /, upstream: app } ]
   });
 });
 
-describe('without tracing', () => {
-  test('the OpenTelemetry SDK is not loaded', () => {
-    const script = `
+/**
+ * What the request thread loads, in a process of its own: one request through a gateway whose table has
+ * `tracing` or not, then the gateway stopped (which sends what is queued). Returns the OpenTelemetry
+ * modules the request thread loaded, and how many OTLP requests a collector got.
+ */
+function loadedAfterOneRequest(tracing: boolean): { loaded: string[]; posts: number } {
+  const script = `
 const { Gateway } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'src', 'server.js'))});
 const { writeFileSync, mkdtempSync } = require('node:fs');
 const { join } = require('node:path');
 const http = require('node:http');
+let posts = 0;
+const collector = http.createServer((q, s) => { q.resume(); q.on('end', () => { if (q.url === '/v1/traces') posts++; s.end(); }); }).listen(0, '127.0.0.1');
 const up = http.createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', async () => {
   const dir = mkdtempSync(join(require('node:os').tmpdir(), 'strangler-'));
   const file = join(dir, 'routes.yaml');
-  writeFileSync(file, 'log: { access: off, level: silent }\\nadmin: { port: 0 }\\nupstreams: { app: { url: "http://127.0.0.1:' + up.address().port + '" } }\\nroutes: [ { name: all, path: /, upstream: app } ]\\n');
+  const tracing = ${tracing} ? 'tracing: { otlp: { endpoint: "http://127.0.0.1:' + collector.address().port + '" }, sampleRatio: 1 }\\n' : '';
+  writeFileSync(file, tracing + 'log: { access: off, level: silent }\\nadmin: { port: 0 }\\nupstreams: { app: { url: "http://127.0.0.1:' + up.address().port + '" } }\\nroutes: [ { name: all, path: /, upstream: app } ]\\n');
   const gw = await Gateway.start({ configPath: file, port: 0, host: '127.0.0.1' });
   await new Promise((r) => http.get({ host: '127.0.0.1', port: gw.port, path: '/' }, (res) => { res.resume(); res.on('end', r); }));
+  await gw.stop();
   // (prom-client loads the small @opentelemetry/api package for exemplars when it is installed: not the SDK.)
   const loaded = Object.keys(require.cache).filter((k) => /@opentelemetry[\\/](sdk-|exporter-|otlp-|resources|core)/.test(k) || k.endsWith('otel.js'));
-  process.stdout.write(JSON.stringify(loaded));
-  await gw.stop();
+  process.stdout.write(JSON.stringify({ loaded, posts }));
   up.close();
+  collector.close();
 });`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
-    expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual([]);
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout) as { loaded: string[]; posts: number };
+}
+
+describe('which thread loads the SDK', () => {
+  test('with tracing, the spans are made and sent by the span thread: the request thread loads no OpenTelemetry SDK', () => {
+    const { loaded, posts } = loadedAfterOneRequest(true);
+    expect(posts).toBeGreaterThanOrEqual(1);
+    expect(loaded).toEqual([]);
+  });
+
+  test('without tracing, nothing of it is loaded, and nothing is sent', () => {
+    expect(loadedAfterOneRequest(false)).toEqual({ loaded: [], posts: 0 });
   });
 });

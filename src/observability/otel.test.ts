@@ -2,12 +2,15 @@ import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { decodeTraces } from '../../test/helpers/otlp';
 import type { TracingConfig } from '../config/schema';
-import { OtelTracer, type OtlpTransport } from './otel';
+import { OtelSink, type OtlpTransport } from './otel';
+import { RecordingTracer } from './spanRecorder';
 
 /**
- * The batch processor encodes each span as it ends and concatenates the
- * encodings: one export must still be one valid OTLP request, holding the
- * same spans as the library's own encoding of the whole batch would.
+ * Spans recorded as plain values on the request thread, made SDK spans by
+ * the sink (here in the same thread: the span thread runs the same code),
+ * encoded as they end and concatenated: one export must still be one valid
+ * OTLP request, holding the same spans as the library's own encoding of the
+ * whole batch would.
  */
 
 const config = (over: Partial<TracingConfig> = {}): TracingConfig => ({
@@ -22,8 +25,8 @@ const config = (over: Partial<TracingConfig> = {}): TracingConfig => ({
 
 const traceId = (i: number) => `${'ab'.repeat(12)}${i.toString(16).padStart(8, '0')}`;
 
-function oneRequest(tracer: OtelTracer, i: number): void {
-  const t = tracer.start('GET', traceId(i), i % 2 === 0 ? undefined : 'cdcdcdcdcdcdcdcd', performance.now());
+function oneRequest(tracer: RecordingTracer, i: number): void {
+  const t = tracer.start(traceId(i), i % 2 === 0 ? undefined : 'cdcdcdcdcdcdcdcd', performance.now());
   const a = t.child('attempt app', { 'http.request.method': 'GET', 'strangler.upstream': 'app', 'http.request.resend_count': undefined });
   a.set('http.response.status_code', 200 + i);
   a.end(i === 3 ? 'UPSTREAM_TIMEOUT' : undefined);
@@ -48,10 +51,11 @@ describe('BatchProcessor: spans encoded as they end', () => {
       bodies.push(Buffer.from(body));
       done(true);
     };
-    const tracer = new OtelTracer(config({ maxExportBatchSize: 6 }), send);
+    const sink = new OtelSink(config({ maxExportBatchSize: 6 }), undefined, send);
+    const tracer = new RecordingTracer(config({ maxExportBatchSize: 6 }), sink);
     const recorder = new Recorder();
-    // The provider's processors are fixed at construction: reach the one the tracer built to add the oracle.
-    (tracer as unknown as { provider: { _activeSpanProcessor: { _spanProcessors: SpanProcessor[] } } }).provider._activeSpanProcessor._spanProcessors.push(recorder);
+    // The provider's processors are fixed at construction: reach the one the sink built to add the oracle.
+    (sink as unknown as { provider: { _activeSpanProcessor: { _spanProcessors: SpanProcessor[] } } }).provider._activeSpanProcessor._spanProcessors.push(recorder);
     for (let i = 0; i < 5; i++) oneRequest(tracer, i);
     await tracer.shutdown();
 
@@ -74,24 +78,31 @@ describe('BatchProcessor: spans encoded as they end', () => {
     expect(tracer.counts()).toEqual({ exported: 10, queueFull: 0, exportFailed: 0 });
   });
 
-  it('holds at most maxQueueSize spans while an export is under way; the rest are dropped and counted', async () => {
+  it('holds at most maxQueueSize spans, in both threads and the export under way; the rest are dropped and counted', async () => {
     const pending: Array<(ok: boolean) => void> = [];
-    const tracer = new OtelTracer(config({ maxExportBatchSize: 4, maxQueueSize: 8 }), (_body, done) => {
-      pending.push(done);
-    });
-    // 2 spans a request: the first batch of 4 leaves (and hangs), 8 more are held, the other 8 dropped.
+    const c = config({ maxExportBatchSize: 4, maxQueueSize: 8 });
+    const tracer = new RecordingTracer(
+      c,
+      new OtelSink(c, undefined, (_body, done) => {
+        pending.push(done);
+      }),
+    );
+    // 2 spans a request, handed over 4 at a time: the first 4 leave (and hang), 4 more wait, the other 12 are dropped.
     for (let i = 0; i < 10; i++) oneRequest(tracer, i);
     expect(pending).toHaveLength(1);
-    expect(tracer.counts()).toEqual({ exported: 0, queueFull: 8, exportFailed: 0 });
+    expect(tracer.counts()).toEqual({ exported: 0, queueFull: 12, exportFailed: 0 });
     pending[0]!(false);
     expect(tracer.counts().exportFailed).toBe(4);
-    // The next batch goes once the first is answered.
+    // The next batch goes once the first is answered, and the room it leaves is used again.
     await new Promise((r) => setImmediate(r));
     expect(pending).toHaveLength(2);
+    for (let i = 10; i < 12; i++) oneRequest(tracer, i);
+    expect(tracer.counts().queueFull).toBe(12);
     pending[1]!(true);
     await new Promise((r) => setImmediate(r));
     pending[2]!(true);
     await tracer.shutdown();
-    expect(tracer.counts()).toEqual({ exported: 8, queueFull: 8, exportFailed: 4 });
+    expect(pending).toHaveLength(3);
+    expect(tracer.counts()).toEqual({ exported: 8, queueFull: 12, exportFailed: 4 });
   });
 });

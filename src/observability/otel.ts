@@ -1,143 +1,104 @@
 import { performance } from 'node:perf_hooks';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Link, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type SpanOptions } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOnSampler, BasicTracerProvider, RandomIdGenerator, type IdGenerator, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOnSampler, BasicTracerProvider, type IdGenerator, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Tracer as OtelApiTracer } from '@opentelemetry/api';
 import type { TracingConfig } from '../config/schema';
-import { otlpExporter, type OtlpTransport } from './otlpHttp';
-import type { Attributes, AttributeValue, RequestTrace, TraceSpan, Tracer } from './tracing';
+import { otlpHttp, type OtlpTransport } from './otlpHttp';
+import { EXPORT_FAILED, EXPORTED, LINKED, QUEUE_FULL, SERVER, SLOTS, type SpanSink } from './spanRecorder';
+import type { Attributes } from './tracing';
 
 export type { OtlpTransport } from './otlpHttp';
 
 /**
- * The OpenTelemetry SDK behind `Tracer` (loaded only when `tracing` is
- * configured). Sampling is decided once per request, before any span exists,
- * so a request that is not recorded costs no span object; recorded ones get
- * a server span, with the attempts, the forward-auth call, JWKS fetches and
- * the shadow copy under or beside it. Spans go to the collector in batches
- * from a bounded queue (`BatchProcessor`): a slow or absent collector
- * costs memory up to the queue's size, and dropped spans are counted.
+ * The OpenTelemetry SDK, in the span thread (`spanThread.ts`; in the
+ * request's thread only where the compiled thread is missing). It is given
+ * the spans the request thread recorded, as plain values
+ * (`spanRecorder.ts`), and makes each an SDK span with the ids, times and
+ * attributes recorded, ended at once: the batch processor encodes it and
+ * sends it to the collector in batches, from a bounded queue.
  */
 
-/** The root span's trace id is the request's own (derived from its request id), set just before the span starts. */
-class RequestIds implements IdGenerator {
-  next: string | undefined = undefined;
-  private readonly random = new RandomIdGenerator();
+/** The ids of the span being made: the ones the request thread chose (and sent upstream in `traceparent`). */
+class RecordedIds implements IdGenerator {
+  traceId = '';
+  spanId = '';
   generateTraceId(): string {
-    const id = this.next;
-    this.next = undefined;
-    return id ?? this.random.generateTraceId();
+    return this.traceId;
   }
   generateSpanId(): string {
-    return this.random.generateSpanId();
+    return this.spanId;
   }
 }
 
-export class OtelTracer implements Tracer {
+export class OtelSink implements SpanSink {
+  readonly counters: Int32Array<ArrayBufferLike>;
   private readonly provider: BasicTracerProvider;
   private readonly tracer: OtelApiTracer;
-  private readonly ids = new RequestIds();
-  /** Trace ids whose last 32 bits are below this are recorded. */
-  private readonly bound: number;
+  private readonly ids = new RecordedIds();
   private readonly processor: BatchProcessor;
-
   private readonly closeTransport: () => void;
 
-  /** `transport`: another way out than OTLP/HTTP (the benchmark's in-process measure). */
-  constructor(
-    readonly config: TracingConfig,
-    transport?: OtlpTransport,
-  ) {
+  /** `counters`: shared with the request thread; `transport`: another way out than OTLP/HTTP (tests, the benchmark's in-process measure). */
+  constructor(config: TracingConfig, counters: Int32Array<ArrayBufferLike> = new Int32Array(3), transport?: OtlpTransport) {
+    this.counters = counters;
     const endpoint = config.otlp.endpoint.replace(/\/+$/, '');
-    const http = transport === undefined ? otlpExporter(endpoint.endsWith('/v1/traces') ? endpoint : `${endpoint}/v1/traces`, config.otlp.headers, config.otlp.timeoutMs) : undefined;
+    const http = transport === undefined ? otlpHttp(endpoint.endsWith('/v1/traces') ? endpoint : `${endpoint}/v1/traces`, config.otlp.headers, config.otlp.timeoutMs) : undefined;
     this.closeTransport = http?.close ?? (() => undefined);
-    this.processor = new BatchProcessor(transport ?? http!.send, config.maxQueueSize, config.maxExportBatchSize, config.scheduledDelayMs, config.otlp.timeoutMs);
+    this.processor = new BatchProcessor(transport ?? http!.send, counters, config.maxQueueSize, config.maxExportBatchSize, config.scheduledDelayMs, config.otlp.timeoutMs);
     this.provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': config.serviceName }),
-      // Spans are only started for recorded requests: the decision was made before (see sampled()).
+      // Only recorded requests' spans come here: the decision was made on the request's thread.
       sampler: new AlwaysOnSampler(),
       idGenerator: this.ids,
       spanProcessors: [this.processor],
     });
     this.tracer = this.provider.getTracer('strangler');
-    this.bound = config.sampleRatio >= 1 ? 0x100000000 : Math.floor(config.sampleRatio * 0x100000000);
   }
 
-  sampled(parentFlags: string | undefined, traceId: string): boolean {
-    if (parentFlags !== undefined) return (parseInt(parentFlags, 16) & TraceFlags.SAMPLED) !== 0;
-    // The trace id's last 8 hex digits (random in a W3C trace id) against the ratio: the same decision for the same
-    // trace on every replica. (The SDK's TraceIdRatioBasedSampler parses all 32 digits: 1.2 µs a request, measured.)
-    return parseInt(traceId.slice(24), 16) < this.bound;
-  }
-
-  start(method: string, traceId: string, parentSpanId: string | undefined, startedAt: number): RequestTrace {
-    const startTime = performance.timeOrigin + startedAt;
-    let span: Span;
-    if (parentSpanId !== undefined) {
-      const parent = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true });
-      span = this.tracer.startSpan(method, { kind: SpanKind.SERVER, startTime }, parent);
-    } else {
-      this.ids.next = traceId;
-      span = this.tracer.startSpan(method, { kind: SpanKind.SERVER, startTime, root: true });
+  add(records: unknown[]): void {
+    for (let i = 0; i + SLOTS <= records.length; i += SLOTS) {
+      try {
+        this.one(records, i);
+      } catch {
+        Atomics.add(this.counters, EXPORT_FAILED, 1);
+      }
     }
-    return new OtelRequestTrace(this.tracer, span);
   }
 
-  counts(): { exported: number; queueFull: number; exportFailed: number } {
-    return this.processor.counts;
+  /** The span recorded at records[i..i+SLOTS) (layout: RecordingTracer.record). */
+  private one(r: unknown[], i: number): void {
+    const kind = r[i] as number;
+    const parentTraceId = r[i + 3] as string | undefined;
+    const parentSpanId = r[i + 4] as string | undefined;
+    const error = r[i + 8] as string | true | undefined;
+    this.ids.traceId = r[i + 1] as string;
+    this.ids.spanId = r[i + 2] as string;
+    const options: SpanOptions = { kind: kind === SERVER ? SpanKind.SERVER : SpanKind.CLIENT, startTime: r[i + 6] as number };
+    let parent = ROOT_CONTEXT;
+    if (kind === LINKED) {
+      options.root = true;
+      options.links = [{ context: { traceId: parentTraceId!, spanId: parentSpanId!, traceFlags: TraceFlags.SAMPLED } }];
+    } else if (parentSpanId !== undefined) {
+      parent = trace.setSpanContext(ROOT_CONTEXT, { traceId: parentTraceId!, spanId: parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: kind === SERVER });
+    } else options.root = true;
+    const span = this.tracer.startSpan(r[i + 5] as string, options, parent);
+    // setAttributes skips undefined values.
+    span.setAttributes(r[i + 9] as Attributes);
+    if (typeof error === 'string') {
+      span.setAttribute('strangler.error.code', error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+    } else if (error === true) span.setStatus({ code: SpanStatusCode.ERROR });
+    span.end(r[i + 7] as number);
   }
 
-  async shutdown(): Promise<void> {
-    await this.provider.shutdown();
-    this.closeTransport();
-  }
-}
-
-class OtelRequestTrace implements RequestTrace {
-  constructor(
-    private readonly tracer: OtelApiTracer,
-    private readonly span: Span,
-  ) {}
-
-  // Attributes are set on the span, not passed to startSpan: setAttributes skips undefined values, where
-  // startSpan's copy of them would check each one twice (and the sampler, always on here, reads none).
-  child(name: string, attributes: Attributes): TraceSpan {
-    const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT }, trace.setSpan(ROOT_CONTEXT, this.span));
-    span.setAttributes(attributes);
-    return new OtelSpan(span);
+  flush(): Promise<void> {
+    return this.processor.forceFlush();
   }
 
-  linked(name: string, attributes: Attributes): TraceSpan {
-    const links: Link[] = [{ context: this.span.spanContext() }];
-    const span = this.tracer.startSpan(name, { kind: SpanKind.CLIENT, root: true, links });
-    span.setAttributes(attributes);
-    return new OtelSpan(span);
-  }
-
-  end(name: string, attributes: Attributes, error: boolean): void {
-    this.span.updateName(name);
-    this.span.setAttributes(attributes);
-    if (error) this.span.setStatus({ code: SpanStatusCode.ERROR });
-    this.span.end();
-  }
-}
-
-class OtelSpan implements TraceSpan {
-  readonly traceparent: string;
-  constructor(private readonly span: Span) {
-    const c = span.spanContext();
-    this.traceparent = `00-${c.traceId}-${c.spanId}-01`;
-  }
-  set(key: string, value: AttributeValue | undefined): void {
-    if (value !== undefined) this.span.setAttribute(key, value);
-  }
-  end(error?: string): void {
-    if (error !== undefined) {
-      this.span.setAttribute('strangler.error.code', error);
-      this.span.setStatus({ code: SpanStatusCode.ERROR, message: error });
-    }
-    this.span.end();
+  close(): void {
+    void this.provider.shutdown().then(this.closeTransport, this.closeTransport);
   }
 }
 
@@ -162,7 +123,6 @@ class OtelSpan implements TraceSpan {
  * logs its drops; the gateway counts them in /metrics.)
  */
 export class BatchProcessor implements SpanProcessor {
-  readonly counts = { exported: 0, queueFull: 0, exportFailed: 0 };
   /** The batch being filled: `pos` bytes of encoded spans, `spans` of them. */
   private buf: Buffer;
   private pos = 0;
@@ -177,6 +137,8 @@ export class BatchProcessor implements SpanProcessor {
 
   constructor(
     private readonly send: OtlpTransport,
+    /** Spans exported, dropped (queue full), failed ([EXPORTED], [QUEUE_FULL], [EXPORT_FAILED]): read by the request thread. */
+    private readonly counters: Int32Array<ArrayBufferLike>,
     private readonly maxQueue: number,
     private readonly maxBatch: number,
     private readonly delayMs: number,
@@ -192,7 +154,7 @@ export class BatchProcessor implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     if (this.stopped) return;
     if (this.held >= this.maxQueue) {
-      this.counts.queueFull++;
+      Atomics.add(this.counters, QUEUE_FULL, 1);
       return;
     }
     let bytes: Uint8Array | undefined;
@@ -202,7 +164,7 @@ export class BatchProcessor implements SpanProcessor {
       bytes = undefined;
     }
     if (bytes === undefined) {
-      this.counts.exportFailed++;
+      Atomics.add(this.counters, EXPORT_FAILED, 1);
       return;
     }
     if (this.pos + bytes.length > this.buf.length) {
@@ -246,8 +208,7 @@ export class BatchProcessor implements SpanProcessor {
         if (settled) return;
         settled = true;
         clearTimeout(guard);
-        if (ok) this.counts.exported += batch.spans;
-        else this.counts.exportFailed += batch.spans;
+        Atomics.add(this.counters, ok ? EXPORTED : EXPORT_FAILED, batch.spans);
         finished = true;
         this.exporting = undefined;
         resolve();
@@ -285,7 +246,7 @@ export class BatchProcessor implements SpanProcessor {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     // What could not be sent in time is dropped with the process.
-    this.counts.exportFailed += this.held;
+    Atomics.add(this.counters, EXPORT_FAILED, this.held);
     this.ready = [];
     this.pos = 0;
     this.spans = 0;

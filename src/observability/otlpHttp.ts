@@ -1,8 +1,5 @@
-import { existsSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 
 /**
  * Sends one OTLP request body (encoded spans); `done(false)` when it was not
@@ -41,81 +38,4 @@ export function otlpHttp(url: string, headers: Record<string, string>, timeoutMs
     return () => req.destroy();
   };
   return { send, close: () => agent.destroy() };
-}
-
-/** Messages to the export thread, and its answers. */
-export type ExportMessage = { id: number; body: ArrayBuffer; offset: number; length: number } | { cancel: number };
-export interface ExportAnswer {
-  id: number;
-  ok: boolean;
-}
-
-/**
- * `otlpHttp` in a thread of its own (`otlpWorker.ts`), so the exports run in
- * another V8 isolate than the requests. In the same isolate, the export's
- * HTTP client calls go through the same Node functions as the proxy's
- * upstream calls (ClientRequest, OutgoingMessage, the Agent, the parser)
- * with objects of other shapes: V8 then optimises those shared functions
- * for both, and every proxied request paid for it. Measured paired in time
- * on the bench's *full* table: `sampleRatio: 0.1` went from 0.72–0.80 × the
- * requests of tracing off to 0.96–0.99 × when the export did not go through
- * `node:http` (docs/performance.md#tracing).
- *
- * The batch's buffer is transferred, not copied. The thread is started at
- * the first export and ended by `close()`; if it dies, the exports it held
- * fail (counted as dropped) and the next export starts a new one. Where the
- * compiled worker is missing (a TypeScript-only checkout), exports run in
- * process.
- */
-export function otlpExporter(url: string, headers: Record<string, string>, timeoutMs: number): { send: OtlpTransport; close(): void } {
-  // Under ts-jest this file is TypeScript; the compiled worker lives in dist/ (built before the tests).
-  const file = __filename.endsWith('.ts') ? join(__dirname, '..', '..', 'dist', 'src', 'observability', 'otlpWorker.js') : join(__dirname, 'otlpWorker.js');
-  if (!existsSync(file)) return otlpHttp(url, headers, timeoutMs);
-  let worker: Worker | undefined;
-  let closed = false;
-  let nextId = 0;
-  const pending = new Map<number, (ok: boolean) => void>();
-  const start = (): Worker => {
-    if (worker !== undefined) return worker;
-    // A small young generation: this isolate only holds one batch at a time.
-    const w = new Worker(file, { workerData: { url, headers, timeoutMs }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
-    w.unref();
-    w.on('message', (m: ExportAnswer) => {
-      const done = pending.get(m.id);
-      pending.delete(m.id);
-      done?.(m.ok);
-    });
-    const gone = () => {
-      if (worker === w) worker = undefined;
-      for (const done of pending.values()) done(false);
-      pending.clear();
-    };
-    w.on('error', gone);
-    w.on('exit', gone);
-    worker = w;
-    return w;
-  };
-  const send: OtlpTransport = (body, done) => {
-    if (closed) {
-      done(false);
-      return;
-    }
-    const w = start();
-    const id = nextId++;
-    pending.set(id, done);
-    w.postMessage({ id, body: body.buffer as ArrayBuffer, offset: body.byteOffset, length: body.length } satisfies ExportMessage, [body.buffer as ArrayBuffer]);
-    return () => {
-      pending.delete(id);
-      worker?.postMessage({ cancel: id } satisfies ExportMessage);
-    };
-  };
-  const close = () => {
-    closed = true;
-    const w = worker;
-    worker = undefined;
-    if (w !== undefined) void w.terminate();
-    for (const done of pending.values()) done(false);
-    pending.clear();
-  };
-  return { send, close };
 }

@@ -11,20 +11,32 @@ let poolOffset = POOL_BYTES;
 let lastId = '';
 let lastHex = '';
 
-/** A random (version 4) UUID. */
-export function newRequestId(): string {
+/** The offset of 16 fresh random bytes in the pool. */
+function draw16(): number {
   if (poolOffset + 16 > pool.length) {
     pool = randomBytes(POOL_BYTES);
     poolOffset = 0;
   }
   const o = poolOffset;
   poolOffset += 16;
+  return o;
+}
+
+/** A random (version 4) UUID. */
+export function newRequestId(): string {
+  const o = draw16();
   pool[o + 6] = (pool[o + 6]! & 0x0f) | 0x40;
   pool[o + 8] = (pool[o + 8]! & 0x3f) | 0x80;
   const hex = pool.toString('hex', o, o + 16);
   lastHex = hex;
   lastId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   return lastId;
+}
+
+/** A random trace id (32 hex digits), for a trace the gateway starts beside a request's (a shadow copy's). */
+export function newTraceId(): string {
+  const o = draw16();
+  return pool.toString('hex', o, o + 16);
 }
 
 export function requestIdFrom(header: string | string[] | undefined): string {

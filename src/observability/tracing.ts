@@ -2,8 +2,9 @@ import type { TracingConfig } from '../config/schema';
 
 /**
  * OpenTelemetry tracing, as the rest of the gateway sees it: no OpenTelemetry
- * import here. The SDK (`./otel`) is loaded only when the table configures
- * `tracing`, so a gateway without it neither loads nor pays for it.
+ * import here. The recorder (`./spanRecorder`) is loaded only when the table
+ * configures `tracing`, and the SDK (`./otel`) only in the span thread it
+ * starts, so a gateway without tracing neither loads nor pays for it.
  */
 
 export type AttributeValue = string | number | boolean;
@@ -22,6 +23,7 @@ export interface TraceSpan {
 export interface RequestTrace {
   /** A span under the request's server span, for a call made on the request's behalf. */
   child(name: string, attributes: Attributes): TraceSpan;
+  // (A span keeps the attributes object it is given, and set() adds to it: pass a new one each time.)
   /** A span of a trace of its own, linked to the request's (work done beside it: the parallel run's copy). */
   linked(name: string, attributes: Attributes): TraceSpan;
   /** Ends the server span; `error`: the answer was a failure (5xx or none). */
@@ -36,17 +38,17 @@ export interface Tracer {
    */
   sampled(parentFlags: string | undefined, traceId: string): boolean;
   /** The server span of a recorded request; `parentSpanId`: the incoming traceparent's span. `startedAt`: performance.now() ms. */
-  start(method: string, traceId: string, parentSpanId: string | undefined, startedAt: number): RequestTrace;
+  start(traceId: string, parentSpanId: string | undefined, startedAt: number): RequestTrace;
   /** Spans exported, and dropped (queue full, export failed): for /metrics. */
   counts(): { exported: number; queueFull: number; exportFailed: number };
   /** Exports what is queued (bounded by the export timeout), then stops. */
   shutdown(): Promise<void>;
 }
 
-/** Builds the tracer for `config`; loads the OpenTelemetry SDK on first use. */
+/** Builds the tracer for `config`: spans recorded on this thread, made and sent with the OpenTelemetry SDK on the span thread. */
 export function createTracer(config: TracingConfig): Tracer {
-  const { OtelTracer } = require('./otel') as typeof import('./otel');
-  return new OtelTracer(config);
+  const { recordingTracer } = require('./spanRecorder') as typeof import('./spanRecorder');
+  return recordingTracer(config);
 }
 
 /**
