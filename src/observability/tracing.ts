@@ -21,9 +21,11 @@ export interface TraceSpan {
 
 /** A recorded (sampled) request: its server span, and the spans under it. */
 export interface RequestTrace {
-  /** A span under the request's server span, for a call made on the request's behalf. */
+  /**
+   * A span under the request's server span, for a call made on the request's behalf. The span keeps
+   * `attributes` (and set() adds to it): pass a new object each time, here and to linked().
+   */
   child(name: string, attributes: Attributes): TraceSpan;
-  // (A span keeps the attributes object it is given, and set() adds to it: pass a new one each time.)
   /** A span of a trace of its own, linked to the request's (work done beside it: the parallel run's copy). */
   linked(name: string, attributes: Attributes): TraceSpan;
   /** Ends the server span; `error`: the answer was a failure (5xx or none). */
