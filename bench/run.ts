@@ -834,9 +834,12 @@ function tracingCostUs(): { recorded: number; spanThread: number; unrecorded: nu
   const t0 = process.hrtime.bigint();
   for (const b of batches) sink.add(b);
   const spanThread = Number(process.hrtime.bigint() - t0) / n / 1000;
-  const unrecorded = time(() => tracer.sampled(undefined, newTraceparent(newRequestId()).slice(3, 35)), n);
+  let kept = 0;
+  const unrecorded = time(() => {
+    if (tracer.sampled(undefined, newTraceparent(newRequestId()).slice(3, 35))) kept++;
+  }, n);
   void sink.flush().then(() => sink.close());
-  if (bytes === 0) throw new Error('tracing cost: nothing was encoded');
+  if (bytes === 0 || kept === 0) throw new Error('tracing cost: nothing was encoded or sampled');
   return { recorded, spanThread, unrecorded };
 }
 

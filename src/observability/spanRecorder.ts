@@ -50,6 +50,11 @@ export const EXPORTED = 0;
 export const QUEUE_FULL = 1;
 export const EXPORT_FAILED = 2;
 
+/** The spans a sink's counters say it is done with: exported or dropped. */
+function counted(c: Int32Array<ArrayBufferLike>): number {
+  return Atomics.load(c, EXPORTED) + Atomics.load(c, QUEUE_FULL) + Atomics.load(c, EXPORT_FAILED);
+}
+
 /** Spans handed to a sink at once: at most this many, or after this long. */
 const HANDOFF_SPANS = 256;
 const HANDOFF_MS = 100;
@@ -112,8 +117,7 @@ export class RecordingTracer implements Tracer {
   }
 
   private done(): number {
-    const c = this.sink.counters;
-    return Atomics.load(c, EXPORTED) + Atomics.load(c, QUEUE_FULL) + Atomics.load(c, EXPORT_FAILED) + (this.sink.lost?.() ?? 0);
+    return counted(this.sink.counters) + (this.sink.lost?.() ?? 0);
   }
 
   private handoff(): void {
@@ -209,7 +213,7 @@ export function threadSink(config: TracingConfig, file: string): SpanSink {
   let closed = false;
   /** What was handed over and not counted by a thread is lost: its thread died, or was ended, with it. */
   const countLost = () => {
-    lost = handed - (Atomics.load(counters, EXPORTED) + Atomics.load(counters, QUEUE_FULL) + Atomics.load(counters, EXPORT_FAILED));
+    lost = handed - counted(counters);
   };
   const start = (): Worker => {
     // A small young generation: the thread holds a batch or two at a time.
